@@ -1,0 +1,340 @@
+"""The call state machine: ``transition(state, event, now) -> (state, effects)``. Pure.
+
+Every accepted event returns a new state and the effects to apply; every refused event
+raises ``IllegalTransition`` with a message for the user who sent it. Nothing here does
+I/O, reads a clock or makes ids, so every rule can be checked exhaustively.
+
+Rules (SPEC.md): R-C1 hang-up is a two-step confirm exchange; R-C2 the clinician's End Call
+ends for both; R-C3 the client's End Call only asks the clinician; R-C5 ended and abandoned
+are terminal and the link is deactivated; R-C7 abandon only before admission; R-C8 a
+disconnect is never an end. Only the clinician opens, admits, abandons or ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from signalling.effects import (
+    CloseMediaLegs,
+    DeactivateLink,
+    Disconnect,
+    Effect,
+    FinalMeterReading,
+    ForwardToMediaLeg,
+    MeterConnection,
+    PersistTransition,
+    RestartMediaLeg,
+    Send,
+    StartMeter,
+)
+from signalling.events import (
+    AbandonCall,
+    AdmitClient,
+    ConfirmHangup,
+    DecideEndRequest,
+    Event,
+    Join,
+    Leave,
+    NegotiateMedia,
+    OpenWaitingRoom,
+    RefreshMedia,
+    RequestHangup,
+)
+from signalling.model import (
+    CALL_FINISHED_FOR_CLINICIAN,
+    CALL_UNAVAILABLE_FOR_CLIENT,
+    CallState,
+    IllegalTransition,
+    Phase,
+    Role,
+)
+from signalling.protocol import (
+    CallEnded,
+    ClientWantsToEnd,
+    EndReason,
+    EndRequestCancelled,
+    HangupConfirmRequired,
+    PresenceChanged,
+    Snapshot,
+)
+
+Result = tuple[CallState, list[Effect]]
+
+_ROLES = (Role.CLINICIAN, Role.CLIENT)
+
+
+def new_call(call_id: str, practice_phone: str | None = None) -> CallState:
+    """The state of a booked appointment whose session has not started."""
+    return CallState(call_id=call_id, practice_phone=practice_phone)
+
+
+def transition(state: CallState, event: Event, now: datetime) -> Result:
+    if state.phase.terminal:
+        raise IllegalTransition("call_over", closed_call_message(event.actor))
+    match event:
+        case OpenWaitingRoom(actor=actor):
+            return _open_waiting_room(state, actor, now)
+        case Join(actor=actor):
+            return _join(state, actor, now)
+        case Leave(actor=actor):
+            return _leave(state, actor, now)
+    # Everything below comes from a participant on the call page.
+    _require_present(state, event.actor)
+    match event:
+        case AdmitClient(actor=actor):
+            return _admit(state, actor, now)
+        case AbandonCall(actor=actor):
+            return _abandon(state, actor, now)
+        case RequestHangup(actor=actor, confirm_id=confirm_id):
+            return _request_hangup(state, actor, confirm_id)
+        case ConfirmHangup(actor=actor, confirm_id=confirm_id, choice=choice):
+            return _confirm_hangup(state, actor, confirm_id, choice, now)
+        case DecideEndRequest(actor=actor, request_id=request_id, decision=decision):
+            return _decide_end_request(state, actor, request_id, decision, now)
+        case RefreshMedia(actor=actor):
+            _require_phase(state, Phase.IN_PROGRESS, "The call has not started yet")
+            return state, [RestartMediaLeg(state.call_id, actor)]
+        case NegotiateMedia(actor=actor, message=message):
+            _require_phase(state, Phase.IN_PROGRESS, "The call has not started yet")
+            return state, [ForwardToMediaLeg(state.call_id, actor, message)]
+    raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+
+def closed_call_message(role: Role) -> str:
+    """What a user sees when they reach a call that has ended or was abandoned (R-C6)."""
+    return CALL_FINISHED_FOR_CLINICIAN if role is Role.CLINICIAN else CALL_UNAVAILABLE_FOR_CLIENT
+
+
+def snapshot_for(state: CallState, role: Role) -> Snapshot:
+    """The whole call as ``role`` may see it. ``stream_id`` and ``seq`` are stamped on send."""
+    return Snapshot(
+        stream_id="",
+        call_id=state.call_id,
+        phase=state.phase,
+        your_role=role,
+        present=[r for r in _ROLES if r in state.present],
+        confirm_id=state.pending_confirm(role),
+        end_request_id=state.end_request_id if role is Role.CLINICIAN else None,
+        end_request_pending=role is Role.CLIENT and state.end_request_id is not None,
+    )
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def _require_clinician(actor: Role, action: str) -> None:
+    if actor is not Role.CLINICIAN:
+        raise IllegalTransition("not_allowed", f"Only the clinician can {action}")
+
+
+def _require_present(state: CallState, actor: Role) -> None:
+    if actor not in state.present:
+        raise IllegalTransition("not_joined", "Join the call first")
+
+
+def _require_phase(state: CallState, phase: Phase, message: str) -> None:
+    if state.phase is not phase:
+        raise IllegalTransition("wrong_phase", message)
+
+
+# --- transitions ------------------------------------------------------------------------
+
+
+def _open_waiting_room(state: CallState, actor: Role, now: datetime) -> Result:
+    _require_clinician(actor, "open the waiting room")
+    _require_phase(state, Phase.SCHEDULED, "The waiting room is already open")
+    new = replace(state, phase=Phase.WAITING_ROOM_OPEN)
+    effects: list[Effect] = [_persist(state, new, actor, "waiting_room_opened", now)]
+    effects += _snapshots(new)
+    return new, effects
+
+
+def _join(state: CallState, actor: Role, now: datetime) -> Result:
+    if actor in state.present:
+        # A new connection replaced one we had not yet seen close: re-sync it.
+        return state, [Send(actor, snapshot_for(state, actor))]
+    new = replace(state, present=state.present | {actor})
+    effects: list[Effect] = [Send(actor, snapshot_for(new, actor))]
+    if actor.other in new.present:
+        effects.append(Send(actor.other, PresenceChanged(role=actor, present=True)))
+    if new.phase is Phase.IN_PROGRESS:
+        effects.append(MeterConnection(state.call_id, actor, True, now))
+    return new, effects
+
+
+def _leave(state: CallState, actor: Role, now: datetime) -> Result:
+    # R-C8: leaving never ends the call; open dialogs and end requests survive a rejoin.
+    _require_present(state, actor)
+    new = replace(state, present=state.present - {actor})
+    effects: list[Effect] = []
+    if actor.other in new.present:
+        effects.append(Send(actor.other, PresenceChanged(role=actor, present=False)))
+    if new.phase is Phase.IN_PROGRESS:
+        effects.append(MeterConnection(state.call_id, actor, False, now))
+    return new, effects
+
+
+def _admit(state: CallState, actor: Role, now: datetime) -> Result:
+    _require_clinician(actor, "admit the client")
+    _require_phase(state, Phase.WAITING_ROOM_OPEN, "Only a waiting client can be admitted")
+    if Role.CLIENT not in state.present:
+        raise IllegalTransition("client_not_waiting", "The client is not in the waiting room")
+    new = replace(state, phase=Phase.IN_PROGRESS)
+    effects: list[Effect] = [
+        _persist(state, new, actor, "client_admitted", now),
+        StartMeter(state.call_id, new.present, now),
+    ]
+    effects += _snapshots(new)
+    return new, effects
+
+
+def _abandon(state: CallState, actor: Role, now: datetime) -> Result:
+    _require_clinician(actor, "abandon the call")
+    if state.phase is Phase.IN_PROGRESS:
+        raise IllegalTransition("wrong_phase", "The call has started: use End Call instead")
+    _require_phase(state, Phase.WAITING_ROOM_OPEN, "The waiting room is not open")
+    new = _closed(state, Phase.ABANDONED)
+    effects: list[Effect] = [
+        _persist(state, new, actor, "abandoned_in_waiting_room", now),
+        DeactivateLink(state.call_id, "abandoned", now),
+    ]
+    effects += _farewells(state, "abandoned")
+    return new, effects
+
+
+def _request_hangup(state: CallState, actor: Role, confirm_id: str) -> Result:
+    _require_phase(state, Phase.IN_PROGRESS, "The call has not started yet")
+    if confirm_id in state.spent_ids:
+        raise IllegalTransition("reused_id", "This confirmation id was already used")
+    # A dialog already open for this actor is replaced: its id is spent, so it goes stale.
+    new = _with_confirm(state, actor, confirm_id)
+    new = replace(new, spent_ids=state.spent_ids | {confirm_id})
+    return new, [Send(actor, HangupConfirmRequired(confirm_id=confirm_id))]
+
+
+def _confirm_hangup(
+    state: CallState, actor: Role, confirm_id: str, choice: str, now: datetime
+) -> Result:
+    _require_phase(state, Phase.IN_PROGRESS, "The call has not started yet")
+    if state.pending_confirm(actor) != confirm_id:
+        raise IllegalTransition("stale_confirm", "This confirmation has expired: try again")
+    answered = _with_confirm(state, actor, None)
+    if choice == "cancel":
+        return answered, []
+    if choice == "refresh":
+        return answered, [RestartMediaLeg(state.call_id, actor)]
+    if actor is Role.CLINICIAN:
+        return _end(answered, actor, "clinician_ended", now)  # R-C2
+    # R-C3: the client's End Call asks the clinician. The spent confirm id names the request;
+    # a newer request replaces an unanswered one, so a stale answer cannot end the call.
+    asked = replace(answered, end_request_id=confirm_id)
+    effects: list[Effect] = [_persist(state, asked, actor, "client_requested_end", now)]
+    if Role.CLINICIAN in asked.present:
+        effects.append(Send(Role.CLINICIAN, ClientWantsToEnd(request_id=confirm_id)))
+    return asked, effects
+
+
+def _decide_end_request(
+    state: CallState, actor: Role, request_id: str, decision: str, now: datetime
+) -> Result:
+    _require_clinician(actor, "answer an end request")
+    _require_phase(state, Phase.IN_PROGRESS, "The call has not started yet")
+    if state.end_request_id is None or state.end_request_id != request_id:
+        raise IllegalTransition("stale_request", "The client's request is no longer open")
+    decided = replace(state, end_request_id=None)
+    if decision == "end":
+        return _end(decided, actor, "clinician_ended_at_client_request", now)
+    effects: list[Effect] = [_persist(state, decided, actor, "clinician_declined_end", now)]
+    if Role.CLIENT in decided.present:
+        effects.append(Send(Role.CLIENT, EndRequestCancelled()))
+    return decided, effects
+
+
+def _end(state: CallState, actor: Role, reason: str, now: datetime) -> Result:
+    new = _closed(state, Phase.ENDED)
+    effects: list[Effect] = [
+        _persist(state, new, actor, reason, now),
+        DeactivateLink(state.call_id, "ended", now),
+        FinalMeterReading(state.call_id, now),
+        CloseMediaLegs(state.call_id),
+    ]
+    effects += _farewells(state, "ended")
+    return new, effects
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _closed(state: CallState, phase: Phase) -> CallState:
+    return replace(
+        state,
+        phase=phase,
+        present=frozenset(),
+        clinician_confirm_id=None,
+        client_confirm_id=None,
+        end_request_id=None,
+    )
+
+
+def _with_confirm(state: CallState, role: Role, confirm_id: str | None) -> CallState:
+    if role is Role.CLINICIAN:
+        return replace(state, clinician_confirm_id=confirm_id)
+    return replace(state, client_confirm_id=confirm_id)
+
+
+def _persist(
+    old: CallState, new: CallState, actor: Role, reason: str, now: datetime
+) -> PersistTransition:
+    return PersistTransition(old.call_id, actor, old.phase, new.phase, reason, now)
+
+
+def _snapshots(state: CallState) -> list[Effect]:
+    return [Send(role, snapshot_for(state, role)) for role in _ROLES if role in state.present]
+
+
+def _farewells(state: CallState, reason: EndReason) -> list[Effect]:
+    """The ended screens (R-C4), then closing the connections of whoever is there."""
+    effects: list[Effect] = []
+    present = [role for role in _ROLES if role in state.present]
+    for role in present:
+        effects.append(Send(role, ended_screen(state, role, reason)))
+    effects += [Disconnect(role, reason) for role in present]
+    return effects
+
+
+def ended_screen(state: CallState, role: Role, reason: EndReason) -> CallEnded:
+    """R-C4: the clinician's "appointment has ended"; the client's, with the practice phone."""
+    if role is Role.CLINICIAN:
+        title, message = _CLINICIAN_SCREENS[reason]
+        return CallEnded(reason=reason, your_role=role, title=title, message=message)
+    title = _CLIENT_TITLES[reason]
+    phone = (state.practice_phone or "").strip()
+    if phone:
+        return CallEnded(
+            reason=reason,
+            your_role=role,
+            title=title,
+            message="If you have any issues, please phone the practice.",
+            practice_phone=phone,
+        )
+    # No phone number in the practice settings: no phone line at all (R-C4).
+    return CallEnded(
+        reason=reason,
+        your_role=role,
+        title=title,
+        message="If you have any issues, please contact the practice.",
+    )
+
+
+_CLINICIAN_SCREENS: dict[EndReason, tuple[str, str]] = {
+    "ended": ("Appointment has ended", "The video consultation has ended."),
+    "abandoned": (
+        "Appointment abandoned",
+        "The link is no longer active. Rebook the appointment to issue a new link.",
+    ),
+}
+_CLIENT_TITLES: dict[EndReason, str] = {
+    "ended": "Your appointment has ended",
+    "abandoned": CALL_UNAVAILABLE_FOR_CLIENT,
+}

@@ -1,0 +1,77 @@
+"""Call phases, participant roles and the state the call machine works on."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Role(enum.StrEnum):
+    """Who is on one side of a call. A call has exactly one of each."""
+
+    CLINICIAN = "clinician"
+    CLIENT = "client"
+
+    @property
+    def other(self) -> Role:
+        return Role.CLIENT if self is Role.CLINICIAN else Role.CLINICIAN
+
+
+class Phase(enum.StrEnum):
+    """Lifecycle of a call session. ENDED and ABANDONED are terminal (R-C5)."""
+
+    SCHEDULED = "scheduled"  # appointment booked, no session yet
+    WAITING_ROOM_OPEN = "waiting_room_open"  # clinician switched to video; client may wait
+    IN_PROGRESS = "in_progress"  # client admitted: the call is live
+    ENDED = "ended"
+    ABANDONED = "abandoned"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.ENDED, Phase.ABANDONED)
+
+
+# The messages users see when something is refused (R-C6 wording for closed calls).
+CALL_FINISHED_FOR_CLINICIAN = "Appointment has already finished"
+CALL_UNAVAILABLE_FOR_CLIENT = "This call is no longer available"
+
+
+class IllegalTransition(Exception):
+    """An event the call cannot accept in its current state. Nothing changed.
+
+    ``code`` is stable for programs (it becomes the protocol error code); ``message`` is
+    safe to show to the user who sent the event.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    """Everything the machine knows about one call. Immutable: transitions return a new one.
+
+    ``clinician_confirm_id`` / ``client_confirm_id``: the id of that side's open hang-up
+    dialog (R-C1), None when no dialog is open.
+    ``end_request_id`` is set while the client's End Call waits for the clinician (R-C3).
+    ``spent_ids`` holds every confirm / end-request id ever issued, so none is accepted twice.
+    """
+
+    call_id: str
+    phase: Phase = Phase.SCHEDULED
+    present: frozenset[Role] = frozenset()
+    clinician_confirm_id: str | None = None
+    client_confirm_id: str | None = None
+    end_request_id: str | None = None
+    spent_ids: frozenset[str] = field(default=frozenset())
+    practice_phone: str | None = None  # shown on the client's ended screen (R-C4)
+
+    def pending_confirm(self, role: Role) -> str | None:
+        return self.clinician_confirm_id if role is Role.CLINICIAN else self.client_confirm_id
+
+    @property
+    def billable(self) -> bool:
+        """True while seconds count: call live and both sides connected (R-M8)."""
+        return self.phase is Phase.IN_PROGRESS and len(self.present) == 2
