@@ -1,0 +1,69 @@
+"""``create_app(config)``: all wiring of a node in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from server import health, practices_api
+from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS, TOKENS, NodeHealth
+from server.auth import routes as auth_routes
+from server.auth.tokens import TokenIssuer
+from server.config import Config, ConfigError
+from server.db import create_pool
+from server.http import error_middleware
+from server.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config) -> web.Application:
+    if not config.database_url or not config.redis_url:
+        raise ConfigError("DATABASE_URL and REDIS_URL must be set (or use embedded servers)")
+    if not config.secret_key:
+        raise ConfigError("SECRET_KEY: required")
+
+    registry = CollectorRegistry()
+    requests = Counter(
+        "videoconsult_http_requests",
+        "HTTP requests",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "videoconsult_http_request_seconds", "HTTP request latency", ["route"], registry=registry
+    )
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[health.metrics_middleware(requests, latency), error_middleware],
+    )
+    app[CONFIG] = config
+    app[KEYS] = Keys(config.redis_prefix)
+    app[HEALTH] = NodeHealth()
+    app[METRICS] = registry
+    app[TOKENS] = TokenIssuer(config.secret_key, config.jwt_issuer)
+    app.cleanup_ctx.append(_connections)
+
+    health.add_routes(app)
+    auth_routes.add_routes(app)
+    practices_api.add_routes(app)
+    return app
+
+
+async def _connections(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    assert config.database_url and config.redis_url
+    app[DB] = await create_pool(config.database_url)
+    # Short timeouts: readiness must answer "Redis down" quickly, not hang.
+    app[REDIS] = aioredis.Redis.from_url(
+        config.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+    )
+    try:
+        yield
+    finally:
+        await app[REDIS].aclose()
+        await app[DB].close()

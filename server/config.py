@@ -1,0 +1,235 @@
+"""Configuration from the environment and CLI flags, validated once at start-up.
+
+Every setting has one name; the environment variable is that name upper-cased and the CLI
+flag is that name with dashes (``--database-url``). A bad value raises ``ConfigError`` naming
+the variable and what is wrong, before anything is started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    use_tls: bool = False
+    start_tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    sender: str = "videoconsult@localhost"
+
+
+@dataclass(frozen=True)
+class Config:
+    # Connections. None means "start embedded servers in data_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "vc:"
+    data_dir: Path = Path(".videoconsult")
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # empty: http://HOST:PORT
+    max_body_bytes: int = 64 * 1024
+    drain_seconds: float = 5.0
+    node_id: str = field(default_factory=lambda: "node-" + secrets.token_hex(4))
+
+    # Secrets. secret_key signs sessions and derives video links; keep it out of the database.
+    secret_key: str = ""
+    session_ttl_seconds: int = 12 * 3600
+    cookie_secure: bool = False
+
+    # Login throttling: failures allowed per window, per account and per address.
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_failure_window_seconds: int = 900
+
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    log_format: str = "text"  # "text" for people, "json" for production log collectors
+
+    @property
+    def base_url(self) -> str:
+        """The URL people reach this node at, without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def jwt_issuer(self) -> str:
+        return self.base_url
+
+
+# name -> (parser, help). Kept in one table so env, CLI and docs cannot drift apart.
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name.upper()}: expected true or false, got {raw!r}")
+
+
+def _parse_int(name: str, raw: str, minimum: int = 0, maximum: int = 2**31) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name.upper()}: expected a whole number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name.upper()}: must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name.upper()}: expected a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name.upper()}: must not be negative, got {value}")
+    return value
+
+
+def _check_url(name: str, raw: str, schemes: set[str]) -> str:
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ConfigError(f"{name.upper()}: malformed URL ({exc})") from None
+    if parts.scheme not in schemes:
+        wanted = " or ".join(sorted(schemes))
+        raise ConfigError(
+            f"{name.upper()}: scheme must be {wanted}, got {parts.scheme or 'none'!r} in {raw!r}"
+        )
+    if parts.scheme != "unix" and not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(f"{name.upper()}: no host in {raw!r}")
+    return raw
+
+
+SETTINGS: dict[str, str] = {
+    "database_url": "PostgreSQL URL (postgresql://user:pass@host:5432/db); unset = embedded",
+    "redis_url": "Redis URL (redis://host:6379/0 or unix:///path/redis.sock); unset = embedded",
+    "redis_prefix": "prefix of every Redis key of this deployment",
+    "data_dir": "folder for the embedded PostgreSQL and Redis",
+    "host": "address to listen on",
+    "port": "port to listen on",
+    "public_url": "the URL people reach this server at (links in messages use it)",
+    "max_body_bytes": "largest accepted request body",
+    "drain_seconds": "after SIGTERM, seconds to report not-ready before stopping",
+    "node_id": "this node's name in a cluster (default: random)",
+    "secret_key": "signs sessions and derives video links (at least 32 characters)",
+    "session_ttl_seconds": "staff session lifetime",
+    "cookie_secure": "send cookies over HTTPS only (true behind TLS)",
+    "login_failures_per_account": "failed logins allowed per account per window",
+    "login_failures_per_address": "failed logins allowed per client address per window",
+    "login_failure_window_seconds": "login throttling window",
+    "smtp_host": "SMTP server host",
+    "smtp_port": "SMTP server port",
+    "smtp_use_tls": "connect with implicit TLS",
+    "smtp_start_tls": "upgrade with STARTTLS",
+    "smtp_username": "SMTP user",
+    "smtp_password": "SMTP password",
+    "smtp_sender": "From address of outgoing mail",
+    "log_format": "text or json",
+}
+
+
+def load_config(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Config:
+    """Build a Config from environment variables, then CLI overrides (which win)."""
+    source = dict(os.environ if env is None else env)
+    raw: dict[str, str] = {}
+    for name in SETTINGS:
+        value = source.get(name.upper())
+        if value is not None and value != "":
+            raw[name] = value
+    for name, value in (overrides or {}).items():
+        if name not in SETTINGS:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            raw[name] = value
+    return _build(raw)
+
+
+def _build(raw: dict[str, str]) -> Config:
+    kwargs: dict[str, object] = {}
+    if "database_url" in raw:
+        kwargs["database_url"] = _check_url(
+            "database_url", raw["database_url"], {"postgres", "postgresql"}
+        )
+    if "redis_url" in raw:
+        kwargs["redis_url"] = _check_url("redis_url", raw["redis_url"], {"redis", "rediss", "unix"})
+    for text_name in ("redis_prefix", "host", "node_id"):
+        if text_name in raw:
+            kwargs[text_name] = raw[text_name]
+    if "data_dir" in raw:
+        kwargs["data_dir"] = Path(raw["data_dir"])
+    if "public_url" in raw:
+        kwargs["public_url"] = _check_url("public_url", raw["public_url"], {"http", "https"})
+    if "port" in raw:
+        kwargs["port"] = _parse_int("port", raw["port"], 0, 65535)
+    if "max_body_bytes" in raw:
+        kwargs["max_body_bytes"] = _parse_int("max_body_bytes", raw["max_body_bytes"], 1024)
+    if "drain_seconds" in raw:
+        kwargs["drain_seconds"] = _parse_float("drain_seconds", raw["drain_seconds"])
+    if "session_ttl_seconds" in raw:
+        kwargs["session_ttl_seconds"] = _parse_int(
+            "session_ttl_seconds", raw["session_ttl_seconds"], 60
+        )
+    for int_name in (
+        "login_failures_per_account",
+        "login_failures_per_address",
+        "login_failure_window_seconds",
+    ):
+        if int_name in raw:
+            kwargs[int_name] = _parse_int(int_name, raw[int_name], 1)
+    if "cookie_secure" in raw:
+        kwargs["cookie_secure"] = _parse_bool("cookie_secure", raw["cookie_secure"])
+    if "log_format" in raw:
+        if raw["log_format"] not in {"text", "json"}:
+            raise ConfigError(f"LOG_FORMAT: expected text or json, got {raw['log_format']!r}")
+        kwargs["log_format"] = raw["log_format"]
+    if "secret_key" in raw:
+        if len(raw["secret_key"]) < 32:
+            raise ConfigError("SECRET_KEY: must be at least 32 characters")
+        kwargs["secret_key"] = raw["secret_key"]
+    kwargs["smtp"] = _build_smtp(raw)
+    return Config(**kwargs)  # type: ignore[arg-type]
+
+
+def _build_smtp(raw: dict[str, str]) -> SmtpConfig:
+    smtp = SmtpConfig()
+    changes: dict[str, object] = {}
+    if "smtp_host" in raw:
+        changes["host"] = raw["smtp_host"]
+    if "smtp_port" in raw:
+        changes["port"] = _parse_int("smtp_port", raw["smtp_port"], 1, 65535)
+    if "smtp_use_tls" in raw:
+        changes["use_tls"] = _parse_bool("smtp_use_tls", raw["smtp_use_tls"])
+    if "smtp_start_tls" in raw:
+        changes["start_tls"] = _parse_bool("smtp_start_tls", raw["smtp_start_tls"])
+    if "smtp_username" in raw:
+        changes["username"] = raw["smtp_username"]
+    if "smtp_password" in raw:
+        changes["password"] = raw["smtp_password"]
+    if "smtp_sender" in raw:
+        changes["sender"] = raw["smtp_sender"]
+    return dataclasses.replace(smtp, **changes)  # type: ignore[arg-type]
+
+
+def require_secret_key(config: Config) -> Config:
+    """Production refuses to run without a secret key: links and sessions depend on it."""
+    if not config.secret_key:
+        raise ConfigError("SECRET_KEY: required (at least 32 characters) when not in demo mode")
+    return config

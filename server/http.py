@@ -1,0 +1,112 @@
+"""HTTP edges shared by every API module: JSON replies, typed bodies, one error shape.
+
+Every error leaves the server as ``{"error": {"code": ..., "message": ..., "field": ...}}``
+with a 4xx status; a bug becomes a logged 500 with the same shape and no detail.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from server.appkeys import CONFIG
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_encoder = msgspec.json.Encoder()
+_FIELD_IN_MESSAGE = re.compile(r"at `\$\.?([^`]*)`")
+
+
+class ApiError(web.HTTPException):
+    """An HTTP error with a machine-readable code and, when it applies, the offending field."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.status_code = status
+        body: dict[str, Any] = {"code": code, "message": message}
+        if field is not None:
+            body["field"] = field
+        body.update(extra)
+        super().__init__(
+            headers=headers,
+            text=_encoder.encode({"error": body}).decode(),
+            content_type="application/json",
+        )
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
+
+
+def not_found(what: str = "resource") -> NoReturn:
+    # Also used for other practices' data: 404 whether it exists elsewhere or not.
+    raise ApiError(404, "not_found", f"{what} not found")
+
+
+def forbidden(message: str, code: str = "forbidden") -> NoReturn:
+    raise ApiError(403, code, message)
+
+
+def parse_uuid(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        not_found(what)
+
+
+async def read_body(request: web.Request, body_type: type[T]) -> T:
+    """Decode the JSON body into ``body_type`` or raise a 400/413 naming the field."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].max_body_bytes
+        raise ApiError(413, "body_too_large", f"request body larger than {limit} bytes") from None
+    if not raw:
+        raise ApiError(400, "empty_body", "a JSON body is required")
+    try:
+        return msgspec.json.decode(raw, type=body_type, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _FIELD_IN_MESSAGE.search(message)
+        field = match.group(1) if match else None
+        if field is None and "unknown field" in message:
+            unknown = re.search(r"unknown field `([^`]*)`", message)
+            field = unknown.group(1) if unknown else None
+        raise ApiError(400, "invalid_body", message, field=field or None) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "body_too_large", "request body too large") from None
+    except web.HTTPException as exc:
+        if exc.status_code < 400 or exc.content_type == "application/json":
+            raise
+        code = re.sub(r"[^a-z]+", "_", (exc.reason or "error").lower()).strip("_")
+        raise ApiError(exc.status_code, code, exc.reason or "error") from None
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        raise ApiError(500, "internal_error", "internal error") from None

@@ -1,0 +1,30 @@
+"""Every Redis key this project uses, in one place (each with its TTL where it has one).
+
+Keys are built from the deployment prefix (``REDIS_PREFIX``) so that several deployments,
+or several test runs, can share one Redis without seeing each other's keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def revoked_token(self, jti: str) -> str:
+        """Set on logout; TTL = the token's remaining lifetime."""
+        return f"{self.prefix}revoked:{jti}"
+
+    def login_failures_account(self, email: str) -> str:
+        """Failed logins for an account; TTL = login failure window."""
+        return f"{self.prefix}loginfail:acct:{email}"
+
+    def login_failures_address(self, address: str) -> str:
+        """Failed logins from a client address; TTL = login failure window."""
+        return f"{self.prefix}loginfail:addr:{address}"
+
+    def pattern(self) -> str:
+        """All keys of this prefix (tests clean up with it)."""
+        return f"{self.prefix}*"

@@ -1,0 +1,320 @@
+"""Practices, their staff, clients and appointment types: the SQL and the records.
+
+Every read and write here takes the practice id of the caller, so a query can never reach
+another practice's rows; a row of another practice is simply "not found".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import msgspec
+
+from server.auth.passwords import hash_password
+from server.db import Executor
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+class Practice(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    phone: str | None
+    timezone: str
+    vat_rate_bp: int
+    payment_method: str
+    reminder_offset_minutes: int
+
+
+class User(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    practice_id: uuid.UUID
+    email: str
+    name: str
+    roles: list[str]
+    active: bool
+
+
+class Client(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    practice_id: uuid.UUID
+    name: str
+    email: str | None
+    phone: str | None
+
+
+class AppointmentType(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    practice_id: uuid.UUID
+    name: str
+    duration_minutes: int
+    is_video: bool
+    active: bool
+
+
+class DuplicateEmail(Exception):
+    pass
+
+
+def valid_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+_PRACTICE_COLUMNS = (
+    "id, name, phone, timezone, vat_rate_bp, payment_method, reminder_offset_minutes"
+)
+_USER_COLUMNS = "id, practice_id, email, name, roles, active"
+_CLIENT_COLUMNS = "id, practice_id, name, email, phone"
+_TYPE_COLUMNS = "id, practice_id, name, duration_minutes, is_video, active"
+
+
+# --- practices ---------------------------------------------------------------------------
+
+
+async def create_practice(
+    db: Executor,
+    name: str,
+    *,
+    phone: str | None = None,
+    timezone: str = "Europe/London",
+    vat_rate_bp: int = 2000,
+    payment_method: str = "direct_debit",
+) -> Practice:
+    row = await db.fetchrow(
+        f"""INSERT INTO practices (name, phone, timezone, vat_rate_bp, payment_method)
+            VALUES ($1, $2, $3, $4, $5) RETURNING {_PRACTICE_COLUMNS}""",
+        name,
+        phone,
+        timezone,
+        vat_rate_bp,
+        payment_method,
+    )
+    assert row is not None
+    return Practice(**dict(row))
+
+
+async def get_practice(db: Executor, practice_id: uuid.UUID) -> Practice | None:
+    row = await db.fetchrow(f"SELECT {_PRACTICE_COLUMNS} FROM practices WHERE id = $1", practice_id)
+    return Practice(**dict(row)) if row else None
+
+
+PRACTICE_EDITABLE = (
+    "name",
+    "phone",
+    "timezone",
+    "vat_rate_bp",
+    "payment_method",
+    "reminder_offset_minutes",
+)
+
+
+async def update_practice(
+    db: Executor, practice_id: uuid.UUID, changes: dict[str, object]
+) -> Practice | None:
+    return await _update(db, "practices", _PRACTICE_COLUMNS, Practice, practice_id, None, changes)
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+async def create_user(
+    db: Executor,
+    practice_id: uuid.UUID,
+    email: str,
+    name: str,
+    password: str,
+    roles: Sequence[str],
+) -> User:
+    try:
+        row = await db.fetchrow(
+            f"""INSERT INTO users (practice_id, email, name, password_hash, roles)
+                VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}""",
+            practice_id,
+            email.strip().lower(),
+            name,
+            hash_password(password),
+            sorted(set(roles)),
+        )
+    except asyncpg.UniqueViolationError:
+        raise DuplicateEmail(email) from None
+    assert row is not None
+    return User(**dict(row))
+
+
+async def list_users(db: Executor, practice_id: uuid.UUID) -> list[User]:
+    rows = await db.fetch(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE practice_id = $1 ORDER BY name", practice_id
+    )
+    return [User(**dict(r)) for r in rows]
+
+
+async def get_user(db: Executor, practice_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+    row = await db.fetchrow(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1 AND practice_id = $2",
+        user_id,
+        practice_id,
+    )
+    return User(**dict(row)) if row else None
+
+
+async def login_record(db: Executor, email: str) -> asyncpg.Record | None:
+    """The fields login needs, by email, across practices (email is unique)."""
+    return await db.fetchrow(
+        "SELECT id, practice_id, password_hash, roles, active FROM users WHERE email = $1",
+        email.strip().lower(),
+    )
+
+
+async def update_user(
+    db: Executor, practice_id: uuid.UUID, user_id: uuid.UUID, changes: dict[str, object]
+) -> User | None:
+    changes = dict(changes)
+    if "password" in changes:
+        changes["password_hash"] = hash_password(str(changes.pop("password")))
+    if "roles" in changes and isinstance(changes["roles"], list):
+        changes["roles"] = sorted(set(changes["roles"]))
+    try:
+        return await _update(db, "users", _USER_COLUMNS, User, user_id, practice_id, changes)
+    except asyncpg.UniqueViolationError:
+        raise DuplicateEmail(str(changes.get("email"))) from None
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+async def create_client(
+    db: Executor,
+    practice_id: uuid.UUID,
+    name: str,
+    email: str | None = None,
+    phone: str | None = None,
+) -> Client:
+    row = await db.fetchrow(
+        f"""INSERT INTO clients (practice_id, name, email, phone)
+            VALUES ($1, $2, $3, $4) RETURNING {_CLIENT_COLUMNS}""",
+        practice_id,
+        name,
+        email,
+        phone,
+    )
+    assert row is not None
+    return Client(**dict(row))
+
+
+async def search_clients(
+    db: Executor, practice_id: uuid.UUID, query: str = "", limit: int = 50
+) -> list[Client]:
+    rows = await db.fetch(
+        f"""SELECT {_CLIENT_COLUMNS} FROM clients
+            WHERE practice_id = $1 AND ($2 = '' OR lower(name) LIKE '%' || lower($2) || '%')
+            ORDER BY name LIMIT $3""",
+        practice_id,
+        query,
+        limit,
+    )
+    return [Client(**dict(r)) for r in rows]
+
+
+async def get_client(db: Executor, practice_id: uuid.UUID, client_id: uuid.UUID) -> Client | None:
+    row = await db.fetchrow(
+        f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE id = $1 AND practice_id = $2",
+        client_id,
+        practice_id,
+    )
+    return Client(**dict(row)) if row else None
+
+
+async def update_client(
+    db: Executor, practice_id: uuid.UUID, client_id: uuid.UUID, changes: dict[str, object]
+) -> Client | None:
+    return await _update(db, "clients", _CLIENT_COLUMNS, Client, client_id, practice_id, changes)
+
+
+# --- appointment types ---------------------------------------------------------------------
+
+
+async def create_appointment_type(
+    db: Executor, practice_id: uuid.UUID, name: str, duration_minutes: int, is_video: bool
+) -> AppointmentType:
+    row = await db.fetchrow(
+        f"""INSERT INTO appointment_types (practice_id, name, duration_minutes, is_video)
+            VALUES ($1, $2, $3, $4) RETURNING {_TYPE_COLUMNS}""",
+        practice_id,
+        name,
+        duration_minutes,
+        is_video,
+    )
+    assert row is not None
+    return AppointmentType(**dict(row))
+
+
+async def list_appointment_types(db: Executor, practice_id: uuid.UUID) -> list[AppointmentType]:
+    rows = await db.fetch(
+        f"""SELECT {_TYPE_COLUMNS} FROM appointment_types WHERE practice_id = $1
+            ORDER BY active DESC, name""",
+        practice_id,
+    )
+    return [AppointmentType(**dict(r)) for r in rows]
+
+
+async def get_appointment_type(
+    db: Executor, practice_id: uuid.UUID, type_id: uuid.UUID
+) -> AppointmentType | None:
+    row = await db.fetchrow(
+        f"SELECT {_TYPE_COLUMNS} FROM appointment_types WHERE id = $1 AND practice_id = $2",
+        type_id,
+        practice_id,
+    )
+    return AppointmentType(**dict(row)) if row else None
+
+
+async def update_appointment_type(
+    db: Executor, practice_id: uuid.UUID, type_id: uuid.UUID, changes: dict[str, object]
+) -> AppointmentType | None:
+    return await _update(
+        db, "appointment_types", _TYPE_COLUMNS, AppointmentType, type_id, practice_id, changes
+    )
+
+
+# --- shared --------------------------------------------------------------------------------
+
+
+async def _update(
+    db: Executor,
+    table: str,
+    columns: str,
+    struct: type[_S],
+    row_id: uuid.UUID,
+    practice_id: uuid.UUID | None,
+    changes: dict[str, object],
+) -> _S | None:
+    """UPDATE the given columns of one row of this practice; None if no such row.
+
+    Column names come from the API structs' fields, never from request text.
+    """
+    if not changes:
+        where = "id = $1" + (" AND practice_id = $2" if practice_id else "")
+        args: list[object] = [row_id]
+        if practice_id:
+            args.append(practice_id)
+        row = await db.fetchrow(f"SELECT {columns} FROM {table} WHERE {where}", *args)
+        return struct(**dict(row)) if row else None
+    names = list(changes)
+    assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
+    where = "id = $1"
+    values: list[object] = [row_id, *changes.values()]
+    if practice_id is not None:
+        values.append(practice_id)
+        where += f" AND practice_id = ${len(values)}"
+    row = await db.fetchrow(
+        f"UPDATE {table} SET {assignments} WHERE {where} RETURNING {columns}", *values
+    )
+    return struct(**dict(row)) if row else None

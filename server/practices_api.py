@@ -1,0 +1,248 @@
+"""HTTP API for the practice, its users, clients and appointment types.
+
+Who may do what: any staff member reads; a site admin changes the practice, its users and
+its appointment types; any staff member (receptionists book) adds and edits clients.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from server import practices
+from server.appkeys import DB
+from server.auth.session import current_staff, require_role
+from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[0-9+() \-]+$")]
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
+RoleName = Literal["site_admin", "clinician", "receptionist"]
+Roles = Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=3)]
+PaymentMethod = Literal["direct_debit", "paypal"]
+
+
+class PracticeChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    timezone: str | msgspec.UnsetType = msgspec.UNSET
+    vat_rate_bp: Annotated[int, msgspec.Meta(ge=0, le=10000)] | msgspec.UnsetType = msgspec.UNSET
+    payment_method: PaymentMethod | msgspec.UnsetType = msgspec.UNSET
+    reminder_offset_minutes: Annotated[int, msgspec.Meta(ge=0, le=20160)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+
+
+class NewUser(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    name: Name
+    password: Password
+    roles: Roles
+
+
+class UserChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    email: Email | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    password: Password | msgspec.UnsetType = msgspec.UNSET
+    roles: Roles | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class NewClient(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email | None = None
+    phone: Phone | None = None
+
+
+class ClientChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    email: Email | msgspec.UnsetType | None = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+
+
+Minutes = Annotated[int, msgspec.Meta(ge=5, le=480)]
+
+
+class NewAppointmentType(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    duration_minutes: Minutes
+    is_video: bool = False
+
+
+class AppointmentTypeChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    duration_minutes: Minutes | msgspec.UnsetType = msgspec.UNSET
+    is_video: bool | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def _changes(body: msgspec.Struct) -> dict[str, object]:
+    return {
+        name: value
+        for name in body.__struct_fields__
+        if (value := getattr(body, name)) is not msgspec.UNSET
+    }
+
+
+# --- practice ------------------------------------------------------------------------------
+
+
+async def get_practice(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    practice = await practices.get_practice(request.app[DB], staff.practice_id)
+    if practice is None:
+        not_found("practice")
+    return json_response(practice)
+
+
+async def update_practice(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="change the practice settings")
+    body = await read_body(request, PracticeChanges)
+    changes = _changes(body)
+    tz = changes.get("timezone")
+    if isinstance(tz, str) and not practices.valid_timezone(tz):
+        raise ApiError(400, "invalid_body", f"unknown time zone {tz!r}", field="timezone")
+    practice = await practices.update_practice(request.app[DB], staff.practice_id, changes)
+    if practice is None:
+        not_found("practice")
+    return json_response(practice)
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+async def list_users(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    return json_response(await practices.list_users(request.app[DB], staff.practice_id))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="add users")
+    body = await read_body(request, NewUser)
+    try:
+        user = await practices.create_user(
+            request.app[DB], staff.practice_id, body.email, body.name, body.password, body.roles
+        )
+    except practices.DuplicateEmail:
+        raise ApiError(409, "email_taken", "a user with this email exists", field="email") from None
+    return json_response(user, status=201)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    user_id = parse_uuid(request.match_info["user_id"], "user")
+    user = await practices.get_user(request.app[DB], staff.practice_id, user_id)
+    if user is None:
+        not_found("user")
+    return json_response(user)
+
+
+async def update_user(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="change users")
+    user_id = parse_uuid(request.match_info["user_id"], "user")
+    body = await read_body(request, UserChanges)
+    changes = _changes(body)
+    if user_id == staff.user_id and (
+        changes.get("active") is False
+        or ("roles" in changes and "site_admin" not in changes["roles"])  # type: ignore[operator]
+    ):
+        # A practice must not lock itself out of its own administration.
+        raise ApiError(
+            409, "own_admin_rights", "you cannot remove your own site admin role or account"
+        )
+    try:
+        user = await practices.update_user(request.app[DB], staff.practice_id, user_id, changes)
+    except practices.DuplicateEmail:
+        raise ApiError(409, "email_taken", "a user with this email exists", field="email") from None
+    if user is None:
+        not_found("user")
+    return json_response(user)
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+async def list_clients(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    query = request.query.get("q", "")[:100]
+    return json_response(await practices.search_clients(request.app[DB], staff.practice_id, query))
+
+
+async def create_client(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    body = await read_body(request, NewClient)
+    client = await practices.create_client(
+        request.app[DB], staff.practice_id, body.name, body.email, body.phone
+    )
+    return json_response(client, status=201)
+
+
+async def get_client(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    client_id = parse_uuid(request.match_info["client_id"], "client")
+    client = await practices.get_client(request.app[DB], staff.practice_id, client_id)
+    if client is None:
+        not_found("client")
+    return json_response(client)
+
+
+async def update_client(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    client_id = parse_uuid(request.match_info["client_id"], "client")
+    body = await read_body(request, ClientChanges)
+    client = await practices.update_client(
+        request.app[DB], staff.practice_id, client_id, _changes(body)
+    )
+    if client is None:
+        not_found("client")
+    return json_response(client)
+
+
+# --- appointment types ---------------------------------------------------------------------
+
+
+async def list_appointment_types(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    types = await practices.list_appointment_types(request.app[DB], staff.practice_id)
+    return json_response(types)
+
+
+async def create_appointment_type(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="add appointment types")
+    body = await read_body(request, NewAppointmentType)
+    created = await practices.create_appointment_type(
+        request.app[DB], staff.practice_id, body.name, body.duration_minutes, body.is_video
+    )
+    return json_response(created, status=201)
+
+
+async def update_appointment_type(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="change appointment types")
+    type_id = parse_uuid(request.match_info["type_id"], "appointment type")
+    body = await read_body(request, AppointmentTypeChanges)
+    updated = await practices.update_appointment_type(
+        request.app[DB], staff.practice_id, type_id, _changes(body)
+    )
+    if updated is None:
+        not_found("appointment type")
+    return json_response(updated)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/practice", get_practice)
+    r.add_patch("/api/practice", update_practice)
+    r.add_get("/api/users", list_users)
+    r.add_post("/api/users", create_user)
+    r.add_get("/api/users/{user_id}", get_user)
+    r.add_patch("/api/users/{user_id}", update_user)
+    r.add_get("/api/clients", list_clients)
+    r.add_post("/api/clients", create_client)
+    r.add_get("/api/clients/{client_id}", get_client)
+    r.add_patch("/api/clients/{client_id}", update_client)
+    r.add_get("/api/appointment-types", list_appointment_types)
+    r.add_post("/api/appointment-types", create_appointment_type)
+    r.add_patch("/api/appointment-types/{type_id}", update_appointment_type)
