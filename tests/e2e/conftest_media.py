@@ -162,13 +162,13 @@ async def reconnect(peer: BrowserPeer, name: str) -> BrowserPeer:
 
 
 async def wait_for(
-    predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02
+    predicate: Callable[[], bool], within: float = 5.0, interval: float = 0.02
 ) -> float:
     """Poll until `predicate()`; returns the seconds it took, or fails the test."""
     start = time.monotonic()
     while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
     return time.monotonic() - start
 
