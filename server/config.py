@@ -32,6 +32,22 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    """The worker that sends queued client messages (one runs in every node)."""
+
+    enabled: bool = True
+    poll_seconds: float = 2.0
+    max_attempts: int = 8
+    # Back-off before retry n is retry_base_seconds * 2**(n-1), capped at an hour.
+    retry_base_seconds: float = 30.0
+    # How long a claimed message is a worker's own; longer than one send can take.
+    lease_seconds: float = 120.0
+
+
+SMS_PROVIDERS = ("log",)
+
+
+@dataclass(frozen=True)
 class Config:
     # Connections. None means "start embedded servers in data_dir".
     database_url: str | None = None
@@ -58,6 +74,10 @@ class Config:
     login_failure_window_seconds: int = 900
 
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    sms_provider: str = "log"  # only "log" (development) so far
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    # A client's link stays checkable this long after the appointment's end, then is "past".
+    link_grace_minutes: int = 120
     log_format: str = "text"  # "text" for people, "json" for production log collectors
 
     @property
@@ -140,6 +160,13 @@ SETTINGS: dict[str, str] = {
     "smtp_username": "SMTP user",
     "smtp_password": "SMTP password",
     "smtp_sender": "From address of outgoing mail",
+    "sms_provider": "SMS adapter: log (writes messages to the log; development only)",
+    "outbox_worker": "run the outbox worker (client messages) on this node",
+    "outbox_poll_seconds": "how often the outbox worker looks for due messages",
+    "outbox_max_attempts": "delivery attempts before a message is marked failed",
+    "outbox_retry_base_seconds": "first retry delay; doubles each attempt (max one hour)",
+    "outbox_lease_seconds": "how long a worker holds a claimed message before others retry it",
+    "link_grace_minutes": "minutes after an appointment's end that its link still opens",
     "log_format": "text or json",
 }
 
@@ -205,6 +232,18 @@ def _build(raw: dict[str, str]) -> Config:
             raise ConfigError("SECRET_KEY: must be at least 32 characters")
         kwargs["secret_key"] = raw["secret_key"]
     kwargs["smtp"] = _build_smtp(raw)
+    if "sms_provider" in raw:
+        if raw["sms_provider"] not in SMS_PROVIDERS:
+            wanted = ", ".join(SMS_PROVIDERS)
+            raise ConfigError(
+                f"SMS_PROVIDER: expected one of {wanted}, got {raw['sms_provider']!r}"
+            )
+        kwargs["sms_provider"] = raw["sms_provider"]
+    if "link_grace_minutes" in raw:
+        kwargs["link_grace_minutes"] = _parse_int(
+            "link_grace_minutes", raw["link_grace_minutes"], 0, 7 * 24 * 60
+        )
+    kwargs["outbox"] = _build_outbox(raw)
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
@@ -226,6 +265,31 @@ def _build_smtp(raw: dict[str, str]) -> SmtpConfig:
     if "smtp_sender" in raw:
         changes["sender"] = raw["smtp_sender"]
     return dataclasses.replace(smtp, **changes)  # type: ignore[arg-type]
+
+
+def _build_outbox(raw: dict[str, str]) -> OutboxConfig:
+    changes: dict[str, object] = {}
+    if "outbox_worker" in raw:
+        changes["enabled"] = _parse_bool("outbox_worker", raw["outbox_worker"])
+    if "outbox_poll_seconds" in raw:
+        poll = _parse_float("outbox_poll_seconds", raw["outbox_poll_seconds"])
+        if poll < 0.05:
+            raise ConfigError(f"OUTBOX_POLL_SECONDS: must be at least 0.05, got {poll}")
+        changes["poll_seconds"] = poll
+    if "outbox_max_attempts" in raw:
+        changes["max_attempts"] = _parse_int(
+            "outbox_max_attempts", raw["outbox_max_attempts"], 1, 100
+        )
+    if "outbox_retry_base_seconds" in raw:
+        changes["retry_base_seconds"] = _parse_float(
+            "outbox_retry_base_seconds", raw["outbox_retry_base_seconds"]
+        )
+    if "outbox_lease_seconds" in raw:
+        lease = _parse_float("outbox_lease_seconds", raw["outbox_lease_seconds"])
+        if lease < 1:
+            raise ConfigError(f"OUTBOX_LEASE_SECONDS: must be at least 1, got {lease}")
+        changes["lease_seconds"] = lease
+    return dataclasses.replace(OutboxConfig(), **changes)  # type: ignore[arg-type]
 
 
 def require_secret_key(config: Config) -> Config:
