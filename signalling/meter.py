@@ -72,17 +72,18 @@ class _CallMeter:
     sequence: int
     connected: set[Role] = field(default_factory=set)
     billable_since: datetime | None = None
-    ended: bool = False
+    ended: bool = False  # call over: the next reading is final
+    released: bool = False  # handed to another node: the next reading closes it here
 
     def accrue(self, now: datetime) -> None:
-        if self.billable_since is not None:
-            # A wall clock stepping back must not un-bill time: clamp at zero.
-            self.accrued_us += max(0, _microseconds(now - self.billable_since))
+        # A wall clock stepping back must neither un-bill time nor bill it twice.
+        if self.billable_since is not None and now > self.billable_since:
+            self.accrued_us += _microseconds(now - self.billable_since)
             self.billable_since = now
 
     def update_billable(self, now: datetime) -> None:
         self.accrue(now)
-        billable = not self.ended and len(self.connected) == 2
+        billable = not (self.ended or self.released) and len(self.connected) == 2
         if billable and self.billable_since is None:
             self.billable_since = now
         elif not billable:
@@ -133,17 +134,33 @@ class Meter:
         call.ended = True
         call.update_billable(now)
 
+    def release_call(self, call_id: str, now: datetime) -> None:
+        """Stop metering here because another node takes the call over (graceful move).
+
+        The next ``take_readings`` returns a closing reading, even of zero seconds, whose
+        ``checkpoint`` (with the sub-second remainder) the new owner resumes from (R-M10).
+        """
+        call = self._live(call_id)
+        call.released = True
+        call.update_billable(now)
+
+    @property
+    def call_ids(self) -> list[str]:
+        return list(self._calls)
+
     def take_readings(self, now: datetime) -> list[UsageReading]:
         """Seconds billed since the last readings, one reading per call that has any.
 
-        Ended calls get a final reading (even of zero seconds) and are forgotten. Once
+        Ended and released calls get a last reading (even of zero seconds) and are
+        forgotten. Once
         returned, a reading is the caller's to record: the meter will not return it again.
         """
         readings: list[UsageReading] = []
         for call_id, call in list(self._calls.items()):
             call.accrue(now)
             seconds = call.accrued_us // _US - call.billed_seconds
-            if seconds == 0 and not call.ended:
+            closing = call.ended or call.released
+            if seconds == 0 and not closing:
                 continue
             call.billed_seconds += seconds
             call.sequence += 1
@@ -159,7 +176,7 @@ class Meter:
                     at=now,
                 )
             )
-            if call.ended:
+            if closing:
                 del self._calls[call_id]
         return readings
 
@@ -177,7 +194,7 @@ class Meter:
 
     def _live(self, call_id: str) -> _CallMeter:
         call = self._calls.get(call_id)
-        if call is None or call.ended:
+        if call is None or call.ended or call.released:
             raise UnknownCall(call_id)
         return call
 
@@ -226,6 +243,7 @@ class MeterFlusher:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def pending(self) -> Sequence[UsageReading]:
@@ -254,10 +272,14 @@ class MeterFlusher:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                break
             try:
                 await self.flush()
             except Exception:
@@ -279,6 +301,7 @@ class MeterFlusher:
 
     async def close(self) -> Sequence[UsageReading]:
         """Stop the loop and flush what is left. Returns readings still unrecorded, if any."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
