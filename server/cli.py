@@ -94,10 +94,13 @@ def _local_secret(data_dir: Path) -> str:
 
 
 async def _migrate(config: Config) -> int:
-    with _connections(config) as live:
-        assert live.database_url
-        applied = await apply_migrations(live.database_url)
-        print(json.dumps({"applied": applied}))
+    if config.database_url:  # migrating needs no Redis
+        applied = await apply_migrations(config.database_url)
+    else:
+        with _connections(config) as live:
+            assert live.database_url
+            applied = await apply_migrations(live.database_url)
+    print(json.dumps({"applied": applied}), flush=True)
     return 0
 
 

@@ -165,7 +165,7 @@ def stop_stale_servers(data_dir: Path) -> list[int]:
         except (OSError, ValueError):
             record = {}
         owner = record.get("owner_pid")
-        if isinstance(owner, int) and owner != os.getpid() and _alive(owner):
+        if isinstance(owner, int) and owner != os.getpid() and process_alive(owner):
             raise EmbeddedError(
                 f"the data folder {data_dir} is in use by process {owner}; stop it first "
                 "or choose another --data-dir"
@@ -176,16 +176,16 @@ def stop_stale_servers(data_dir: Path) -> list[int]:
             stopped.append(redis_pid)
         owner_file.unlink()
     # PostgreSQL writes its own PID file; it can outlive the owner record.
-    postmaster_pid = _postmaster_pid(data_dir / "postgres")
-    if postmaster_pid is not None and _is_process_named(postmaster_pid, "postgres"):
-        _stop_pid(postmaster_pid, signal.SIGINT)
-        stopped.append(postmaster_pid)
+    postgres_pid = postmaster_pid(data_dir / "postgres")
+    if postgres_pid is not None and _is_process_named(postgres_pid, "postgres"):
+        _stop_pid(postgres_pid, signal.SIGINT)
+        stopped.append(postgres_pid)
     if stopped:
         log.warning("stopped servers left by an earlier run: %s", stopped)
     return stopped
 
 
-def _postmaster_pid(pgdata: Path) -> int | None:
+def postmaster_pid(pgdata: Path) -> int | None:
     try:
         first_line = (pgdata / "postmaster.pid").read_text().splitlines()[0]
         return int(first_line)
@@ -193,7 +193,7 @@ def _postmaster_pid(pgdata: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -213,7 +213,7 @@ def _is_process_named(pid: int, name: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return name.encode() in cmdline and _alive(pid)
+    return name.encode() in cmdline and process_alive(pid)
 
 
 def _stop_pid(pid: int, sig: signal.Signals, timeout: float = 15.0) -> None:
@@ -222,7 +222,7 @@ def _stop_pid(pid: int, sig: signal.Signals, timeout: float = 15.0) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -132,7 +132,10 @@ async def create_user(
     name: str,
     password: str,
     roles: Sequence[str],
+    *,
+    password_hash: str | None = None,
 ) -> User:
+    """Add a user. ``password_hash`` (argon2) imports an already-hashed password instead."""
     try:
         row = await db.fetchrow(
             f"""INSERT INTO users (practice_id, email, name, password_hash, roles)
@@ -140,7 +143,7 @@ async def create_user(
             practice_id,
             email.strip().lower(),
             name,
-            hash_password(password),
+            password_hash or hash_password(password),
             sorted(set(roles)),
         )
     except asyncpg.UniqueViolationError:

@@ -47,7 +47,19 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceUrls]:
         return
     embedded = EmbeddedServices(Path(tmp_path_factory.mktemp("services")))
     with embedded:
+        asyncio.run(_tune_for_tests(embedded.database_url))
         yield ServiceUrls(embedded.database_url, embedded.redis_url, embedded)
+
+
+async def _tune_for_tests(admin_url: str) -> None:
+    """A throwaway test cluster need not survive a power cut: skip the disk flushes."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -67,9 +79,7 @@ async def database_url(services: ServiceUrls, template_database: str) -> AsyncIt
     name = "vc_test_" + uuid.uuid4().hex[:12]
     conn = await asyncpg.connect(services.postgres_admin)
     try:
-        await conn.execute(
-            f"CREATE DATABASE {name} TEMPLATE {template_database} STRATEGY FILE_COPY"
-        )
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
     finally:
         await conn.close()
     yield dsn_with_database(services.postgres_admin, name)

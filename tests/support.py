@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import practices
+from server.auth.passwords import hash_password
 
 PASSWORD = "correct-horse-battery"
 ApiClient = TestClient[web.Request, web.Application]
@@ -39,6 +41,12 @@ class PracticeFixture:
         }[role]
 
 
+@functools.cache
+def _password_hash() -> str:
+    # Hashing costs ~0.1 s by design; tests create many users with the same password.
+    return hash_password(PASSWORD)
+
+
 async def make_practice(
     db: asyncpg.Pool,
     name: str = "Test Practice",
@@ -47,15 +55,34 @@ async def make_practice(
     payment_method: str = "direct_debit",
 ) -> PracticeFixture:
     tag = uuid.uuid4().hex[:8]
+    hashed = _password_hash()
     practice = await practices.create_practice(db, name, phone=phone, payment_method=payment_method)
     admin = await practices.create_user(
-        db, practice.id, f"admin-{tag}@example.test", "Ada Admin", PASSWORD, ["site_admin"]
+        db,
+        practice.id,
+        f"admin-{tag}@example.test",
+        "Ada Admin",
+        PASSWORD,
+        ["site_admin"],
+        password_hash=hashed,
     )
     clinician = await practices.create_user(
-        db, practice.id, f"clin-{tag}@example.test", "Dr Cole", PASSWORD, ["clinician"]
+        db,
+        practice.id,
+        f"clin-{tag}@example.test",
+        "Dr Cole",
+        PASSWORD,
+        ["clinician"],
+        password_hash=hashed,
     )
     receptionist = await practices.create_user(
-        db, practice.id, f"recep-{tag}@example.test", "Rae Reception", PASSWORD, ["receptionist"]
+        db,
+        practice.id,
+        f"recep-{tag}@example.test",
+        "Rae Reception",
+        PASSWORD,
+        ["receptionist"],
+        password_hash=hashed,
     )
     client = await practices.create_client(
         db, practice.id, "Casey Client", email=f"casey-{tag}@example.test", phone="07700900000"

@@ -40,8 +40,9 @@ class LoginThrottle:
                 self.keys.login_failures_account(email),
                 self.keys.login_failures_address(address),
             ):
+                # SET NX EX starts the window on the first failure (EXPIRE NX needs Redis 7).
+                pipe.set(key, 0, ex=self.window_seconds, nx=True)
                 pipe.incr(key)
-                pipe.expire(key, self.window_seconds, nx=True)
             await pipe.execute()
 
     async def record_success(self, email: str) -> None:
