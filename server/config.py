@@ -48,6 +48,31 @@ SMS_PROVIDERS = ("log",)
 
 
 @dataclass(frozen=True)
+class PaymentsConfig:
+    """Payment providers for buying video minutes (server/wallet/payments)."""
+
+    # "sandbox" confirms every purchase at once (demo); "live" uses GoCardless and PayPal.
+    mode: str = "sandbox"
+    gocardless_base_url: str = "https://api.gocardless.com"
+    gocardless_access_token: str | None = None
+    gocardless_webhook_secret: str | None = None
+    paypal_base_url: str = "https://api-m.paypal.com"
+    paypal_client_id: str | None = None
+    paypal_client_secret: str | None = None
+    paypal_webhook_id: str | None = None
+    timeout_seconds: float = 10.0
+    reconcile_interval_seconds: float = 60.0
+
+    @property
+    def gocardless_configured(self) -> bool:
+        return bool(self.gocardless_access_token and self.gocardless_webhook_secret)
+
+    @property
+    def paypal_configured(self) -> bool:
+        return bool(self.paypal_client_id and self.paypal_client_secret and self.paypal_webhook_id)
+
+
+@dataclass(frozen=True)
 class Config:
     # Connections. None means "start embedded servers in data_dir".
     database_url: str | None = None
@@ -76,6 +101,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sms_provider: str = "log"  # only "log" (development) so far
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     # A client's link stays checkable this long after the appointment's end, then is "past".
     link_grace_minutes: int = 120
     log_format: str = "text"  # "text" for people, "json" for production log collectors
@@ -168,6 +194,16 @@ SETTINGS: dict[str, str] = {
     "outbox_lease_seconds": "how long a worker holds a claimed message before others retry it",
     "link_grace_minutes": "minutes after an appointment's end that its link still opens",
     "log_format": "text or json",
+    "payments_provider": "sandbox (purchases confirm at once, for demos) or live",
+    "gocardless_base_url": "GoCardless API URL (Direct Debit purchases)",
+    "gocardless_access_token": "GoCardless access token",
+    "gocardless_webhook_secret": "GoCardless webhook endpoint secret (signs callbacks)",
+    "paypal_base_url": "PayPal REST API URL",
+    "paypal_client_id": "PayPal REST app client id",
+    "paypal_client_secret": "PayPal REST app secret",
+    "paypal_webhook_id": "PayPal webhook id (for verifying callbacks)",
+    "payments_timeout_seconds": "seconds to wait for a payment provider's answer",
+    "payments_reconcile_seconds": "how often unsettled purchases are checked with the provider",
 }
 
 
@@ -244,6 +280,7 @@ def _build(raw: dict[str, str]) -> Config:
             "link_grace_minutes", raw["link_grace_minutes"], 0, 7 * 24 * 60
         )
     kwargs["outbox"] = _build_outbox(raw)
+    kwargs["payments"] = _build_payments(raw)
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
@@ -290,6 +327,53 @@ def _build_outbox(raw: dict[str, str]) -> OutboxConfig:
             raise ConfigError(f"OUTBOX_LEASE_SECONDS: must be at least 1, got {lease}")
         changes["lease_seconds"] = lease
     return dataclasses.replace(OutboxConfig(), **changes)  # type: ignore[arg-type]
+
+
+def _build_payments(raw: dict[str, str]) -> PaymentsConfig:
+    changes: dict[str, object] = {}
+    mode = raw.get("payments_provider", "sandbox")
+    if mode not in {"sandbox", "live"}:
+        raise ConfigError(f"PAYMENTS_PROVIDER: expected sandbox or live, got {mode!r}")
+    changes["mode"] = mode
+    for name in ("gocardless_base_url", "paypal_base_url"):
+        if name in raw:
+            changes[name] = _check_url(name, raw[name], {"http", "https"}).rstrip("/")
+    for name in (
+        "gocardless_access_token",
+        "gocardless_webhook_secret",
+        "paypal_client_id",
+        "paypal_client_secret",
+        "paypal_webhook_id",
+    ):
+        if name in raw:
+            changes[name] = raw[name]
+    if "payments_timeout_seconds" in raw:
+        timeout = _parse_float("payments_timeout_seconds", raw["payments_timeout_seconds"])
+        if not 0 < timeout <= 120:
+            raise ConfigError("PAYMENTS_TIMEOUT_SECONDS: must be more than 0 and at most 120")
+        changes["timeout_seconds"] = timeout
+    if "payments_reconcile_seconds" in raw:
+        changes["reconcile_interval_seconds"] = _parse_float(
+            "payments_reconcile_seconds", raw["payments_reconcile_seconds"]
+        )
+    payments = dataclasses.replace(PaymentsConfig(), **changes)  # type: ignore[arg-type]
+    # A provider half set up would take money it cannot confirm: all of its settings or none.
+    groups = {
+        "GoCardless": ("gocardless_access_token", "gocardless_webhook_secret"),
+        "PayPal": ("paypal_client_id", "paypal_client_secret", "paypal_webhook_id"),
+    }
+    for provider, names in groups.items():
+        given = [name for name in names if name in raw]
+        if given and len(given) != len(names):
+            missing = ", ".join(name.upper() for name in names if name not in raw)
+            raise ConfigError(f"{missing}: required with the other {provider} settings")
+    if mode == "live" and not (payments.gocardless_configured or payments.paypal_configured):
+        raise ConfigError(
+            "PAYMENTS_PROVIDER: live needs GOCARDLESS_ACCESS_TOKEN and "
+            "GOCARDLESS_WEBHOOK_SECRET, or PAYPAL_CLIENT_ID, PAYPAL_CLIENT_SECRET and "
+            "PAYPAL_WEBHOOK_ID"
+        )
+    return payments
 
 
 def require_secret_key(config: Config) -> Config:
