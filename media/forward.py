@@ -40,6 +40,7 @@ import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
@@ -342,6 +343,7 @@ class EgressPort:
         ):
             _private(sender, name)
         self._payload_types: dict[str, int] = {}
+        self._socket_transport: Any = None
         self._original_rtcp_handler: Callable[[AnyRtcpPacket], Awaitable[None]] = _private(
             sender, "_handle_rtcp_packet"
         )
@@ -352,7 +354,8 @@ class EgressPort:
         return self._sender
 
     def is_ready(self) -> bool:
-        return bool(self._sender.transport.state == "connected")
+        # `state` builds a string on every call; this runs once per forwarded packet.
+        return bool(self._sender.transport._state is DtlsState.CONNECTED)
 
     def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
         """The payload type this leg negotiated for `codec` (legs may number them apart)."""
@@ -368,14 +371,17 @@ class EgressPort:
 
     def backlog_bytes(self) -> int:
         """Bytes waiting in the asyncio write buffer of this leg's socket."""
-        connection = _private(self._sender.transport.transport, "_connection")
-        pair = _private(connection, "_nominated").get(1)
-        if pair is None:
-            return 0
-        transport = getattr(pair.protocol, "transport", None)
-        if transport is None:
-            return 0
-        size = int(transport.get_write_buffer_size())
+        socket_transport = self._socket_transport
+        if socket_transport is None:
+            connection = _private(self._sender.transport.transport, "_connection")
+            pair = _private(connection, "_nominated").get(1)
+            if pair is None:
+                return 0
+            # aioice never changes the nominated pair once chosen: look it up once.
+            socket_transport = self._socket_transport = getattr(pair.protocol, "transport", None)
+            if socket_transport is None:
+                return 0
+        size = int(socket_transport.get_write_buffer_size())
         if size > self.max_backlog_bytes_seen:
             self.max_backlog_bytes_seen = size
         return size
@@ -701,13 +707,18 @@ async def check_aiortc_internals() -> list[str]:
                 ),
             ),
             (transceiver, ("_codecs",)),
-            (sender.transport, ("_send_rtp", "_rtp_header_extensions_map", "_rtp_router")),
+            (
+                sender.transport,
+                ("_send_rtp", "_rtp_header_extensions_map", "_rtp_router", "_state"),
+            ),
             (sender.transport.transport, ("_connection",)),
             (sender.transport.transport._connection, ("_queue", "_nominated")),
         ):
             for name in names:
                 if not hasattr(obj, name):
                     problems.append(f"{type(obj).__name__}.{name} is missing")
+        if not hasattr(DtlsState, "CONNECTED"):
+            problems.append("aiortc.rtcdtlstransport.State.CONNECTED is missing")
         # The RTCP router must still call the (shadowable) instance attribute.
         import inspect
 
