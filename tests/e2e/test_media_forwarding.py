@@ -20,6 +20,7 @@ from media.forward import (
     Side,
 )
 from media.leg import LegStatus, MediaLeg
+from media.stats import sample_leg_quality
 from tests.e2e.conftest_media import (
     LOOPBACK_CONFIG,
     BrowserPeer,
@@ -360,3 +361,58 @@ class _Blackout:
         for ice in self._patched:
             ice._send = ice._connection.send
         self._patched.clear()
+
+
+async def test_trickled_candidates_connect_and_mdns_ones_are_dropped() -> None:
+    clinician = BrowserPeer("clinician", CLINICIAN_LUMA)
+    leg = new_leg("clinician")
+    try:
+        await clinician.pc.setLocalDescription(await clinician.pc.createOffer())
+        lines = clinician.pc.localDescription.sdp.splitlines()
+        candidates = [line[2:] for line in lines if line.startswith("a=candidate:")]
+        bare_offer = "\r\n".join(
+            line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+        )
+        answer = await leg.accept_offer(bare_offer + "\r\n")
+        await clinician.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        mdns = "candidate:9 1 udp 2122260223 0f0e0d0c-0b0a-4909-8807-060504030201.local 9 typ host"
+        assert await leg.add_remote_candidate(mdns, "0", 0) is False
+        assert candidates
+        for candidate in candidates:
+            assert await leg.add_remote_candidate(candidate, "0", 0) is True
+        assert await leg.add_remote_candidate(None) is True  # end of candidates
+        await wait_for(lambda: leg.status.is_live, within=5)
+    finally:
+        await close_all(clinician, leg)
+
+
+async def test_server_initiated_offer_and_quality_sampling() -> None:
+    clinician, client = BrowserPeer("clinician", CLINICIAN_LUMA), BrowserPeer("client", CLIENT_LUMA)
+    leg_a, leg_b = new_leg("clinician"), new_leg("client")
+    relay = Relay()
+    try:
+        # The server offers to the clinician; the client offers to the server.
+        offer = await leg_a.create_offer()
+        await clinician.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await clinician.pc.setLocalDescription(await clinician.pc.createAnswer())
+        await leg_a.accept_answer(clinician.pc.localDescription.sdp)
+        await connect(client, leg_b)
+        await relay.attach(Side.CLINICIAN, leg_a)
+        await relay.attach(Side.CLIENT, leg_b)
+        await wait_for(
+            lambda: client.received.video_frames > 0 and clinician.received.video_frames > 0
+        )
+
+        first = await sample_leg_quality(leg_a.peer_connection, None)
+        quality = first
+        deadline = time.monotonic() + 4
+        while quality.rtt_ms is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            quality = await sample_leg_quality(leg_a.peer_connection, first)
+        # Round trip from our forwarded stream's SR and the clinician's RR.
+        assert quality.rtt_ms is not None and 0 <= quality.rtt_ms < 100
+        assert quality.receive_kbps is not None and quality.receive_kbps > 0
+        assert quality.send_kbps is not None and quality.send_kbps > 0
+        assert quality.inbound_jitter_ms is not None
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
