@@ -19,7 +19,7 @@ from media.forward import (
     Relay,
     Side,
 )
-from media.leg import LegStatus, MediaLeg
+from media.leg import LegSettings, LegStatus, MediaLeg
 from media.stats import sample_leg_quality
 from tests.e2e.conftest_media import (
     LOOPBACK_CONFIG,
@@ -416,3 +416,20 @@ async def test_server_initiated_offer_and_quality_sampling() -> None:
         assert quality.inbound_jitter_ms is not None
     finally:
         await close_all(clinician, client, leg_a, leg_b)
+
+
+async def test_public_address_override_in_the_answer() -> None:
+    clinician = BrowserPeer("clinician", CLINICIAN_LUMA)
+    leg = new_leg("clinician", LegSettings(public_ip="203.0.113.9"))
+    try:
+        await clinician.pc.setLocalDescription(await clinician.pc.createOffer())
+        answer = await leg.accept_offer(clinician.pc.localDescription.sdp)
+        host_candidates = [
+            line
+            for line in answer.splitlines()
+            if line.startswith("a=candidate:") and " typ host" in line
+        ]
+        ipv4 = [line.split()[4] for line in host_candidates if "." in line.split()[4]]
+        assert ipv4 and set(ipv4) == {"203.0.113.9"}
+    finally:
+        await close_all(clinician, leg)
