@@ -15,8 +15,11 @@ from server.auth import routes as auth_routes
 from server.auth.tokens import TokenIssuer
 from server.config import Config, ConfigError
 from server.db import create_pool
+from server.diary import api as diary_api
+from server.diary.worker import outbox_worker
 from server.http import error_middleware
 from server.keys import Keys
+from server.wallet import api as wallet_api
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,13 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = registry
     app[TOKENS] = TokenIssuer(config.secret_key, config.jwt_issuer)
     app.cleanup_ctx.append(_connections)
+    app.cleanup_ctx.append(outbox_worker)
 
     health.add_routes(app)
     auth_routes.add_routes(app)
     practices_api.add_routes(app)
+    wallet_api.add_routes(app)
+    diary_api.add_routes(app)
     return app
 
 

@@ -1,0 +1,284 @@
+"""HTTP API of the diary: book, preview, list, summary, cancel and move appointments.
+
+Who may do what: any staff member (receptionist, clinician, site admin) books, cancels and
+moves; any staff member reads. Everything is scoped to the caller's practice: another
+practice's clinician, client, type or appointment is 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+from aiohttp import web
+
+from server import practices
+from server.appkeys import CONFIG, DB
+from server.auth.session import Staff, current_staff, require_role
+from server.diary import appointments, booking, changes, links_api, templates_api
+from server.diary.booking import BookingRequest, BookingResult, PlannedOccurrence
+from server.diary.errors import DiaryError
+from server.diary.links import LinkSigner
+from server.diary.recurrence import Frequency, Rule
+from server.diary.summary import appointment_summary
+from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+
+When = Annotated[datetime, msgspec.Meta(tz=True)]
+MAX_LIST_DAYS = 62
+
+
+class RecurrenceBody(msgspec.Struct, forbid_unknown_fields=True):
+    frequency: Literal["daily", "weekly", "monthly_by_date", "monthly_by_weekday"]
+    until: date  # last day of the series (inclusive), in the practice's time zone
+    interval: Annotated[int, msgspec.Meta(ge=1, le=52)] = 1  # weekly + 2 = every 2 weeks
+
+
+class BookingBody(msgspec.Struct, forbid_unknown_fields=True):
+    clinician_id: uuid.UUID
+    client_id: uuid.UUID
+    type_id: uuid.UUID
+    starts_at: When
+    recurrence: RecurrenceBody | None = None
+    skip_clashes: bool = False
+
+
+class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
+    scope: Literal["this", "this_and_following"] = "this"
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    notify_client: bool = True
+
+
+class MoveBody(msgspec.Struct, forbid_unknown_fields=True):
+    starts_at: When
+    clinician_id: uuid.UUID | None = None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _diary_errors(handler: Handler) -> Handler:
+    """Turn a refused diary change into its 4xx reply."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except DiaryError as exc:
+            raise ApiError(
+                exc.status, exc.code, exc.message, field=exc.field, **exc.extra
+            ) from None
+
+    return wrapped
+
+
+async def _booker(request: web.Request) -> Staff:
+    return await require_role(
+        request, "receptionist", "clinician", "site_admin", action="book appointments"
+    )
+
+
+def _signer(request: web.Request) -> LinkSigner:
+    config = request.app[CONFIG]
+    return LinkSigner(config.secret_key, config.base_url)
+
+
+def _booking_request(body: BookingBody) -> BookingRequest:
+    rule = None
+    if body.recurrence is not None:
+        recurrence = body.recurrence
+        rule = Rule(Frequency(recurrence.frequency), recurrence.until, recurrence.interval)
+    return BookingRequest(
+        body.clinician_id, body.client_id, body.type_id, body.starts_at, rule, body.skip_clashes
+    )
+
+
+async def _practice_timezone(request: web.Request, staff: Staff) -> ZoneInfo:
+    practice = await practices.get_practice(request.app[DB], staff.practice_id)
+    if practice is None:
+        not_found("practice")
+    return ZoneInfo(practice.timezone)
+
+
+def _occurrence_json(planned: PlannedOccurrence, zone: ZoneInfo) -> dict[str, Any]:
+    occurrence = planned.occurrence
+    return {
+        "position": occurrence.position,
+        "starts_at": occurrence.starts_at,
+        "ends_at": occurrence.ends_at,
+        "local_starts_at": occurrence.starts_at.astimezone(zone),
+        "clashes_with": [
+            {"appointment_id": c.appointment_id, "starts_at": c.starts_at, "ends_at": c.ends_at}
+            for c in planned.clashes
+        ],
+    }
+
+
+@_diary_errors
+async def preview_booking(request: web.Request) -> web.Response:
+    staff = await _booker(request)
+    body = await read_body(request, BookingBody)
+    planned = await booking.preview(request.app[DB], staff.practice_id, _booking_request(body))
+    zone = await _practice_timezone(request, staff)
+    return json_response(
+        {
+            "count": len(planned),
+            "clashing": sum(1 for p in planned if p.clashes),
+            "occurrences": [_occurrence_json(p, zone) for p in planned],
+        }
+    )
+
+
+@_diary_errors
+async def book_appointments(request: web.Request) -> web.Response:
+    staff = await _booker(request)
+    body = await read_body(request, BookingBody)
+    result = await booking.book(
+        request.app[DB], staff.practice_id, staff.user_id, _booking_request(body)
+    )
+    return json_response(_booking_json(result, _signer(request)), status=201)
+
+
+def _booking_json(result: BookingResult, signer: LinkSigner) -> dict[str, Any]:
+    return {
+        "series_id": result.series_id,
+        "appointments": [
+            {
+                "id": b.appointment_id,
+                "position": b.occurrence.position,
+                "starts_at": b.occurrence.starts_at,
+                "ends_at": b.occurrence.ends_at,
+                "video_url": signer.url(b.link_id) if b.link_id else None,
+            }
+            for b in result.booked
+        ],
+        "skipped": booking.clash_report(result.skipped),
+        "messages_queued": result.messages_queued,
+    }
+
+
+def _query_moment(request: web.Request, name: str, zone: ZoneInfo) -> datetime:
+    """A query parameter as a moment: a date (midnight in the practice's zone) or an ISO
+    date-time with its UTC offset."""
+    raw = request.query.get(name)
+    if not raw:
+        raise ApiError(400, "invalid_query", f"query parameter {name!r} is required", field=name)
+    try:
+        if len(raw) == 10:
+            return datetime.combine(date.fromisoformat(raw), time(), zone).astimezone(UTC)
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_query", f"{name}: expected YYYY-MM-DD or an ISO date-time", field=name
+        ) from None
+    if moment.tzinfo is None:
+        raise ApiError(400, "invalid_query", f"{name}: give the UTC offset", field=name)
+    return moment.astimezone(UTC)
+
+
+async def list_appointments(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    zone = await _practice_timezone(request, staff)
+    start = _query_moment(request, "from", zone)
+    end = _query_moment(request, "to", zone)
+    if not start < end <= start + timedelta(days=MAX_LIST_DAYS):
+        raise ApiError(
+            400,
+            "invalid_query",
+            f"'to' must be after 'from' and at most {MAX_LIST_DAYS} days later",
+            field="to",
+        )
+    clinician_id = None
+    if raw := request.query.get("clinician"):
+        try:
+            clinician_id = uuid.UUID(raw)
+        except ValueError:
+            raise ApiError(
+                400, "invalid_query", "clinician: expected an id", field="clinician"
+            ) from None
+        if await practices.get_user(request.app[DB], staff.practice_id, clinician_id) is None:
+            not_found("clinician")
+    include_cancelled = request.query.get("include_cancelled", "false") == "true"
+    found = await appointments.list_appointments(
+        request.app[DB], staff.practice_id, start, end, clinician_id, include_cancelled
+    )
+    return json_response(found)
+
+
+async def get_appointment(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    found = await appointments.get_appointment(request.app[DB], staff.practice_id, appointment_id)
+    if found is None:
+        not_found("appointment")
+    return json_response(found)
+
+
+async def get_summary(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    config = request.app[CONFIG]
+    summary = await appointment_summary(
+        request.app[DB],
+        _signer(request),
+        staff.practice_id,
+        appointment_id,
+        timedelta(minutes=config.link_grace_minutes),
+        datetime.now(UTC),
+    )
+    if summary is None:
+        not_found("appointment")
+    return json_response(summary)
+
+
+@_diary_errors
+async def cancel_appointment(request: web.Request) -> web.Response:
+    staff = await require_role(
+        request, "receptionist", "clinician", "site_admin", action="cancel appointments"
+    )
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    body = await read_body(request, CancelBody)
+    result = await changes.cancel(
+        request.app[DB],
+        staff.practice_id,
+        appointment_id,
+        changes.CancelScope(body.scope),
+        body.reason,
+        body.notify_client,
+    )
+    return json_response(
+        {
+            "cancelled": result.cancelled,
+            "kept": result.kept,
+            "messages_queued": result.messages_queued,
+        }
+    )
+
+
+@_diary_errors
+async def move_appointment(request: web.Request) -> web.Response:
+    staff = await require_role(
+        request, "receptionist", "clinician", "site_admin", action="move appointments"
+    )
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    body = await read_body(request, MoveBody)
+    moved = await changes.move(
+        request.app[DB], staff.practice_id, appointment_id, body.starts_at, body.clinician_id
+    )
+    return json_response(moved)
+
+
+def add_routes(app: web.Application) -> None:
+    """Every route of the diary: appointments, message templates and clients' links."""
+    r = app.router
+    r.add_get("/api/appointments", list_appointments)
+    r.add_post("/api/appointments", book_appointments)
+    r.add_post("/api/appointments/preview", preview_booking)
+    r.add_get("/api/appointments/{appointment_id}", get_appointment)
+    r.add_get("/api/appointments/{appointment_id}/summary", get_summary)
+    r.add_post("/api/appointments/{appointment_id}/cancel", cancel_appointment)
+    r.add_post("/api/appointments/{appointment_id}/move", move_appointment)
+    templates_api.add_routes(app)
+    links_api.add_routes(app)

@@ -1,0 +1,124 @@
+"""What a client sees when opening their link (R-C6): ``/v/{token}`` (HTML) and
+``/api/links/{token}`` (JSON). No login: the token is the credential.
+
+An ended, abandoned, cancelled or past appointment answers "This call is no longer
+available". A malformed, tampered, guessed or unknown token gets one and the same 404,
+decided before any query when its MAC is wrong. The call engine takes the client on from
+an open link; this page only says where they stand.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import string
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from server.appkeys import CONFIG, DB
+from server.diary import links
+from server.diary.appointments import AppointmentForCall
+from server.diary.links import NOT_AVAILABLE_MESSAGE, LinkSigner
+from server.diary.templates import local_date, local_time
+from server.http import ApiError, json_response
+
+# The token is in the URL: keep it out of caches, referrers and search engines.
+_PRIVATE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+}
+_PAGE_HEADERS = {
+    **_PRIVATE_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+}
+
+
+async def _lookup(request: web.Request) -> tuple[AppointmentForCall, bool] | None:
+    config = request.app[CONFIG]
+    signer = LinkSigner(config.secret_key, config.base_url)
+    found = await links.resolve_token(request.app[DB], signer, request.match_info["token"])
+    if found is None or found.link_state is None:
+        return None
+    available = links.is_available(
+        found.link_state,
+        found.status,
+        found.ends_at,
+        datetime.now(UTC),
+        timedelta(minutes=config.link_grace_minutes),
+    )
+    return found, available
+
+
+def _details(appointment: AppointmentForCall, available: bool) -> dict[str, Any]:
+    zone = appointment.practice_timezone
+    details: dict[str, Any] = {
+        "status": "open" if available else "not_available",
+        "appointment": {
+            "starts_at": appointment.starts_at,
+            "ends_at": appointment.ends_at,
+            "timezone": zone,
+            "date": local_date(appointment.starts_at, zone),
+            "time": local_time(appointment.starts_at, zone),
+        },
+        "practice_name": appointment.practice_name,
+        "practice_phone": appointment.practice_phone,
+        "clinician_name": appointment.clinician_name,
+    }
+    if not available:
+        details["message"] = NOT_AVAILABLE_MESSAGE
+    return details
+
+
+async def link_status(request: web.Request) -> web.Response:
+    found = await _lookup(request)
+    if found is None:
+        raise ApiError(404, "link_not_found", NOT_AVAILABLE_MESSAGE, headers=_PRIVATE_HEADERS)
+    response = json_response(_details(*found))
+    response.headers.update(_PRIVATE_HEADERS)
+    return response
+
+
+@functools.cache
+def _page_template() -> string.Template:
+    return string.Template(resources.files("web").joinpath("client/link.html").read_text())
+
+
+def _page(status: str, heading: str, rows: list[tuple[str, str]], http_status: int) -> web.Response:
+    details = ""
+    if rows:
+        items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+        details = f"<dl>{items}</dl>"
+    text = _page_template().substitute(
+        title=html.escape(heading), heading=html.escape(heading), status=status, details=details
+    )
+    return web.Response(
+        text=text, status=http_status, content_type="text/html", headers=_PAGE_HEADERS
+    )
+
+
+async def link_page(request: web.Request) -> web.Response:
+    found = await _lookup(request)
+    if found is None:
+        return _page("not_found", NOT_AVAILABLE_MESSAGE, [], 404)
+    appointment, available = found
+    facts = _details(appointment, available)
+    rows = [
+        ("Date", facts["appointment"]["date"]),
+        ("Time", facts["appointment"]["time"]),
+        ("With", appointment.clinician_name),
+        ("Practice", appointment.practice_name),
+    ]
+    if not available:
+        if appointment.practice_phone:
+            rows.append(("Questions? Phone", appointment.practice_phone))
+        return _page("not_available", NOT_AVAILABLE_MESSAGE, rows, 410)
+    return _page("open", "Your video appointment", rows, 200)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v/{token}", link_page)
+    app.router.add_get("/api/links/{token}", link_status)

@@ -1,0 +1,90 @@
+"""The appointment summary (R-B7): details and video URL on top, communications below."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import msgspec
+
+from server.db import Executor
+from server.diary import appointments, links, outbox
+from server.diary.appointments import Appointment
+from server.diary.links import LinkSigner
+from server.diary.templates import fill_video_link
+
+
+class Communication(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    trigger: str
+    channel: str
+    recipient: str
+    subject: str
+    body: str  # as the client gets (or got) it, link included
+    status: str  # scheduled | sent | failed | cancelled
+    send_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    next_attempt_at: datetime | None  # when the next try is due (scheduled only)
+    last_error: str | None
+    cancel_reason: str | None
+
+
+class VideoLink(msgspec.Struct, frozen=True):
+    url: str  # re-derived from the stored link id and the key (never stored)
+    state: str  # active | ended | abandoned | revoked
+    available: bool  # whether the client may still open it (R-C6)
+    closed_at: datetime | None
+    close_reason: str | None
+
+
+class AppointmentSummary(msgspec.Struct, frozen=True):
+    appointment: Appointment
+    video_link: VideoLink | None  # None: not a video appointment
+    communications: list[Communication]
+
+
+async def appointment_summary(
+    db: Executor,
+    signer: LinkSigner,
+    practice_id: uuid.UUID,
+    appointment_id: uuid.UUID,
+    grace: timedelta,
+    now: datetime,
+) -> AppointmentSummary | None:
+    appointment = await appointments.get_appointment(db, practice_id, appointment_id)
+    if appointment is None:
+        return None
+    link = await links.link_of(db, appointment.id)
+    video_link = None
+    if link is not None:
+        video_link = VideoLink(
+            url=signer.url(link.id),
+            state=link.state,
+            available=links.is_available(
+                link.state, appointment.status, appointment.ends_at, now, grace
+            ),
+            closed_at=link.closed_at,
+            close_reason=link.close_reason,
+        )
+    entries = await outbox.history(db, practice_id, appointment.id, appointment.series_id)
+    return AppointmentSummary(appointment, video_link, [_communication(e, signer) for e in entries])
+
+
+def _communication(entry: outbox.HistoryEntry, signer: LinkSigner) -> Communication:
+    url = signer.url(entry.link_id) if entry.link_id else ""
+    return Communication(
+        id=entry.id,
+        trigger=entry.trigger,
+        channel=entry.channel,
+        recipient=entry.recipient,
+        subject=fill_video_link(entry.subject, url),
+        body=fill_video_link(entry.body, url),
+        status=entry.status,
+        send_at=entry.send_at,
+        sent_at=entry.sent_at,
+        attempts=entry.attempts,
+        next_attempt_at=entry.next_attempt_at if entry.status == "scheduled" else None,
+        last_error=entry.last_error,
+        cancel_reason=entry.cancel_reason,
+    )
