@@ -22,6 +22,7 @@ from server.config import SETTINGS, Config, ConfigError, load_config
 from server.db import apply_migrations
 from server.demo import seed_demo
 from server.embedded import EmbeddedError, EmbeddedServices
+from server.wallet.cli import check_ledger
 
 log = logging.getLogger("videoconsult")
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
+        if args.command == "check-ledger":
+            return asyncio.run(_check_ledger(config))
         return asyncio.run(_serve(config, demo=args.command == "demo"))
     except (ConfigError, EmbeddedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -54,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "serve": "run a node (embedded PostgreSQL/Redis when no URLs are set)",
         "migrate": "apply database migrations and exit",
         "demo": "run with a demo practice (prints the URL and logins)",
+        "check-ledger": "prove every practice's minutes balance equals its ledger (exit 1 if not)",
     }
     for name, help_text in commands.items():
         command = sub.add_parser(name, help=help_text)
@@ -102,6 +106,14 @@ async def _migrate(config: Config) -> int:
             applied = await apply_migrations(live.database_url)
     print(json.dumps({"applied": applied}), flush=True)
     return 0
+
+
+async def _check_ledger(config: Config) -> int:
+    if config.database_url:  # reading the ledger needs no Redis
+        return await check_ledger(config.database_url)
+    with _connections(config) as live:
+        assert live.database_url
+        return await check_ledger(live.database_url)
 
 
 async def _serve(config: Config, *, demo: bool) -> int:

@@ -1,0 +1,393 @@
+"""HTTP API of video minutes: balance, bundles, pre-call check, purchases, dashboard.
+
+Who may do what: any staff member sees the balance, the bundles and runs the pre-call
+check (clinicians switch to video); only a site admin buys (R-M3), sets the mandate, and
+sees the dashboard, the purchase history and the exports (R-A1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+from aiohttp import web
+
+from server import practices
+from server.appkeys import DB
+from server.auth.session import Staff, current_staff, require_role
+from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+from server.wallet import dashboard, ledger, mandates, pages, webhooks
+from server.wallet.bundles import format_balance, price_list
+from server.wallet.checkout import (
+    NoMandate,
+    ReturnTokenMismatch,
+    paypal_cancel,
+    paypal_return,
+    reconcile_purchase,
+    start_purchase,
+)
+from server.wallet.payments.provider import (
+    ProviderNotConfigured,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from server.wallet.precall import appointment_length, precall_check
+from server.wallet.purchases import IdempotencyKeyReused, Purchase, get_purchase, list_purchases
+from server.wallet.services import WALLET, wallet_context
+
+BUY = "buy video minutes"
+VIEW = "see the video minutes dashboard"
+LIVE_INTERVAL_SECONDS = 2.0
+MAX_PERIOD_DAYS = 366
+
+IdempotencyKey = Annotated[
+    str, msgspec.Meta(min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+]
+MandateId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class NewPurchase(msgspec.Struct, forbid_unknown_fields=True):
+    bundle_minutes: Literal[300, 600, 1000, 2000, 5000]
+    # One per purchase attempt, made by the page: a double click sends the same key twice.
+    idempotency_key: IdempotencyKey
+
+
+class WalletSettings(msgspec.Struct, forbid_unknown_fields=True):
+    gocardless_mandate_id: MandateId | None
+
+
+class PurchaseReply(msgspec.Struct):
+    purchase: Purchase
+    balance_seconds: int
+    balance_display: str
+    message: str | None = None
+
+
+# --- balance, bundles, pre-call ------------------------------------------------------------
+
+
+async def summary(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    db = request.app[DB]
+    balance = await ledger.balance_seconds(db, staff.practice_id)
+    practice = await _practice(request, staff)
+    return json_response(
+        {
+            "balance_seconds": balance,
+            "balance_display": format_balance(balance),
+            "payment_method": practice.payment_method,
+            "payments_mode": request.app[WALLET].providers.mode,
+            "can_buy": staff.has("site_admin"),
+        }
+    )
+
+
+async def bundles(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    practice = await _practice(request, staff)
+    return json_response(
+        {"vat_rate_bp": practice.vat_rate_bp, "bundles": price_list(practice.vat_rate_bp)}
+    )
+
+
+async def precall(request: web.Request) -> web.Response:
+    staff = await current_staff(request)
+    db = request.app[DB]
+    raw_appointment = request.query.get("appointment_id")
+    raw_minutes = request.query.get("duration_minutes")
+    exclude = None
+    if raw_appointment:
+        appointment_id = parse_uuid(raw_appointment, "appointment")
+        length = await appointment_length(db, staff.practice_id, appointment_id)
+        if length is None:
+            not_found("appointment")
+        if length.cancelled:
+            raise ApiError(409, "appointment_cancelled", "this appointment was cancelled")
+        if not length.is_video:
+            raise ApiError(409, "not_video", "this is not a video appointment")
+        seconds = length.seconds
+        exclude = appointment_id
+    elif raw_minutes:
+        seconds = 60 * _int_param("duration_minutes", raw_minutes, 1, 24 * 60)
+    else:
+        raise ApiError(
+            400,
+            "missing_parameter",
+            "give appointment_id or duration_minutes",
+            field="appointment_id",
+        )
+    result = await precall_check(
+        db, staff.practice_id, seconds, staff.roles, exclude_appointment_id=exclude
+    )
+    return json_response(result)
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="see the payment settings")
+    mandate = await mandates.get_mandate(request.app[DB], staff.practice_id)
+    return json_response(WalletSettings(mandate))
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="change the payment settings")
+    body = await read_body(request, WalletSettings)
+    await mandates.set_mandate(request.app[DB], staff.practice_id, body.gocardless_mandate_id)
+    return json_response(body)
+
+
+# --- purchases -----------------------------------------------------------------------------
+
+
+async def create_purchase(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=BUY)
+    body = await read_body(request, NewPurchase)
+    services = request.app[WALLET]
+    try:
+        started = await start_purchase(
+            services, staff.practice_id, staff.user_id, body.bundle_minutes, body.idempotency_key
+        )
+    except ProviderNotConfigured as exc:
+        raise ApiError(503, "payments_not_configured", str(exc)) from None
+    except NoMandate as exc:
+        raise ApiError(409, "no_mandate", str(exc), field="gocardless_mandate_id") from None
+    except IdempotencyKeyReused:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "this key was used for another bundle; make a new key per purchase",
+            field="idempotency_key",
+        ) from None
+    message = None
+    status = 201 if started.created else 200
+    if started.provider_unavailable:
+        status = 202
+        message = (
+            "The payment provider did not answer in time. The purchase is pending and will be "
+            "checked again; it will not be charged twice."
+        )
+    return json_response(await _reply(request, started.purchase, message), status=status)
+
+
+async def list_purchase_history(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=VIEW)
+    limit = _int_param("limit", request.query.get("limit", "100"), 1, 1000)
+    return json_response(await list_purchases(request.app[DB], staff.practice_id, limit))
+
+
+async def get_one_purchase(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=VIEW)
+    return json_response(await _purchase(request, staff))
+
+
+async def reconcile(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=BUY)
+    purchase = await _purchase(request, staff)
+    try:
+        purchase = await reconcile_purchase(request.app[WALLET], purchase)
+    except ProviderNotConfigured as exc:
+        raise ApiError(503, "payments_not_configured", str(exc)) from None
+    except ProviderUnavailable as exc:
+        raise ApiError(503, "provider_unavailable", f"still no answer: {exc}") from None
+    return json_response(await _reply(request, purchase))
+
+
+async def paypal_returned(request: web.Request) -> web.StreamResponse:
+    """PayPal sends the admin's browser back here after approval: capture, then show."""
+    staff = await require_role(request, "site_admin", action=BUY)
+    purchase = await _purchase(request, staff)
+    token = _token_param(request)
+    try:
+        purchase = await paypal_return(request.app[WALLET], purchase, token)
+    except ReturnTokenMismatch as exc:
+        raise ApiError(400, "wrong_order", str(exc), field="token") from None
+    except (ProviderUnavailable, ProviderRejected, ProviderNotConfigured):
+        pass  # stays awaiting approval / pending; the page shows it, reconcile finishes it
+    raise web.HTTPSeeOther(f"/admin/minutes?purchase={purchase.id}&status={purchase.status}")
+
+
+async def paypal_cancelled(request: web.Request) -> web.StreamResponse:
+    staff = await require_role(request, "site_admin", action=BUY)
+    purchase = await _purchase(request, staff)
+    try:
+        purchase = await paypal_cancel(request.app[WALLET], purchase, _token_param(request))
+    except ReturnTokenMismatch as exc:
+        raise ApiError(400, "wrong_order", str(exc), field="token") from None
+    raise web.HTTPSeeOther(f"/admin/minutes?purchase={purchase.id}&status={purchase.status}")
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+async def usage(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=VIEW)
+    start, end = await _period(request, staff)
+    db = request.app[DB]
+    return json_response(
+        {
+            "from": start,
+            "to": end,
+            "by_day": await dashboard.usage_by_day(db, staff.practice_id, start, end),
+            "by_clinician": await dashboard.usage_by_clinician(db, staff.practice_id, start, end),
+            "by_call": await dashboard.usage_by_call(db, staff.practice_id, start, end),
+        }
+    )
+
+
+async def ledger_entries(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=VIEW)
+    limit = _int_param("limit", request.query.get("limit", "100"), 1, 1000)
+    return json_response(await ledger.list_entries(request.app[DB], staff.practice_id, limit))
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the calls open now and the balance, every ~2 s (R-A1)."""
+    staff = await require_role(request, "site_admin", action=VIEW)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # proxies must not hold the stream back
+        }
+    )
+    await response.prepare(request)
+    db = request.app[DB]
+    try:
+        while staff.expires_at > time.time():
+            snapshot = await dashboard.live_snapshot(db, staff.practice_id)
+            payload = msgspec.json.encode(snapshot)
+            await response.write(b"event: live\ndata: " + payload + b"\n\n")
+            await asyncio.sleep(LIVE_INTERVAL_SECONDS)
+    except ConnectionResetError:
+        pass  # the page was closed
+    return response
+
+
+async def export_usage(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=VIEW)
+    start, end = await _period(request, staff)
+    calls = await dashboard.usage_by_call(
+        request.app[DB], staff.practice_id, start, end, limit=100_000
+    )
+    return _csv_response(dashboard.usage_csv(calls), f"video-usage-{start}-to-{end}.csv")
+
+
+async def export_purchases(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action=VIEW)
+    text = await dashboard.purchases_csv(request.app[DB], staff.practice_id)
+    return _csv_response(text, "video-minute-purchases.csv")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+async def _practice(request: web.Request, staff: Staff) -> practices.Practice:
+    practice = await practices.get_practice(request.app[DB], staff.practice_id)
+    if practice is None:
+        not_found("practice")
+    return practice
+
+
+async def _purchase(request: web.Request, staff: Staff) -> Purchase:
+    purchase_id = parse_uuid(request.match_info["purchase_id"], "purchase")
+    purchase = await get_purchase(request.app[DB], staff.practice_id, purchase_id)
+    if purchase is None:
+        not_found("purchase")
+    return purchase
+
+
+async def _reply(
+    request: web.Request, purchase: Purchase, message: str | None = None
+) -> PurchaseReply:
+    balance = await ledger.balance_seconds(request.app[DB], purchase.practice_id)
+    if message is None and purchase.status == "failed":
+        message = purchase.failure_reason
+    return PurchaseReply(purchase, balance, format_balance(balance), message)
+
+
+def _token_param(request: web.Request) -> str:
+    token = request.query.get("token", "")
+    if not token or len(token) > 100:
+        raise ApiError(
+            400, "missing_parameter", "PayPal's token parameter is required", field="token"
+        )
+    return token
+
+
+def _int_param(name: str, raw: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be a whole number", field=name
+        ) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be between {minimum} and {maximum}", field=name
+        )
+    return value
+
+
+def _date_param(name: str, raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be a date like 2024-05-31", field=name
+        ) from None
+
+
+async def _period(request: web.Request, staff: Staff) -> tuple[date, date]:
+    """?from=&to= (the practice's local dates, inclusive); default the last 30 days."""
+    practice = await _practice(request, staff)
+    today = datetime.now(ZoneInfo(practice.timezone)).date()
+    raw_end = request.query.get("to")
+    raw_start = request.query.get("from")
+    end = _date_param("to", raw_end) if raw_end else today
+    start = _date_param("from", raw_start) if raw_start else end - timedelta(days=29)
+    if start > end:
+        raise ApiError(400, "invalid_parameter", "from must not be after to", field="from")
+    if (end - start).days >= MAX_PERIOD_DAYS:
+        raise ApiError(
+            400, "invalid_parameter", f"at most {MAX_PERIOD_DAYS} days at once", field="from"
+        )
+    return start, end
+
+
+def _csv_response(text: str, filename: str) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    """Routes, webhooks, the dashboard page, and the wallet's background context."""
+    app.cleanup_ctx.append(wallet_context)
+    r = app.router
+    r.add_get("/api/minutes", summary)
+    r.add_get("/api/minutes/bundles", bundles)
+    r.add_get("/api/minutes/precall", precall)
+    r.add_get("/api/minutes/settings", get_settings)
+    r.add_put("/api/minutes/settings", put_settings)
+    r.add_get("/api/minutes/purchases", list_purchase_history)
+    r.add_post("/api/minutes/purchases", create_purchase)
+    r.add_get("/api/minutes/purchases/{purchase_id}", get_one_purchase)
+    r.add_post("/api/minutes/purchases/{purchase_id}/reconcile", reconcile)
+    r.add_get("/api/minutes/purchases/{purchase_id}/paypal-return", paypal_returned)
+    r.add_get("/api/minutes/purchases/{purchase_id}/paypal-cancel", paypal_cancelled)
+    r.add_get("/api/minutes/usage", usage)
+    r.add_get("/api/minutes/ledger", ledger_entries)
+    r.add_get("/api/minutes/live", live)
+    r.add_get("/api/minutes/export/usage.csv", export_usage)
+    r.add_get("/api/minutes/export/purchases.csv", export_purchases)
+    webhooks.add_routes(app)
+    pages.add_routes(app)
