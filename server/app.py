@@ -20,7 +20,6 @@ from server.diary.worker import outbox_worker
 from server.http import error_middleware
 from server.keys import Keys
 from server.wallet import api as wallet_api
-from server.wallet import api as wallet_api
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,6 @@ def create_app(config: Config) -> web.Application:
     health.add_routes(app)
     auth_routes.add_routes(app)
     practices_api.add_routes(app)
-    wallet_api.add_routes(app)
     wallet_api.add_routes(app)
     diary_api.add_routes(app)
     return app
