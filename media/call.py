@@ -44,21 +44,25 @@ class CallMedia:
         return leg.status if leg is not None else LegStatus("closed", media_flowing=False)
 
     async def open_leg(self, side: Side, offer_sdp: str) -> str:
-        """Answer `side`'s offer with a fresh leg (replacing any current one: Refresh)."""
+        """Answer `side`'s offer with a fresh leg (replacing any current one: Refresh).
+
+        aiortc has no ICE restart, so Refresh is a new leg: it takes the side's place
+        before the old one closes (the old leg's "closed" is not reported as the side's
+        status), the relay re-attaches it and asks the other side for a keyframe.
+        """
+        leg = MediaLeg(self._configuration, self._settings, label=side.value)
+        leg.subscribe(self._forward_status)
+        try:
+            answer = await leg.accept_offer(offer_sdp)
+        except BaseException:
+            await leg.close()
+            raise
         old = self._legs.get(side)
-        if old is not None:
-            leg, answer = await old.restart(offer_sdp)
-        else:
-            leg = MediaLeg(self._configuration, self._settings, label=side.value)
-            leg.subscribe(self._forward_status)
-            try:
-                answer = await leg.accept_offer(offer_sdp)
-            except BaseException:
-                await leg.close()
-                raise
         self._legs[side] = leg
         self._quality.pop(side, None)
         await self.relay.attach(side, leg)
+        if old is not None:
+            await old.close()
         return answer
 
     async def add_remote_candidate(
