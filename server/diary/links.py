@@ -28,6 +28,7 @@ from server.db import Executor
 from server.diary.appointments import AppointmentForCall, appointment_for_link
 
 _MAC_BYTES = 16
+_TOKEN_BYTES = 16 + _MAC_BYTES
 _TOKEN_CHARS = 43  # base64url of 32 bytes, unpadded
 _MAC_LABEL = b"video-link:"
 NOT_AVAILABLE_MESSAGE = "This call is no longer available"
@@ -65,8 +66,10 @@ class LinkSigner:
         if len(token) != _TOKEN_CHARS or not token.isascii():
             return None
         try:
-            raw = base64.urlsafe_b64decode(token + "=")
+            raw = base64.b64decode(token + "=", altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
+            return None
+        if len(raw) != _TOKEN_BYTES:
             return None
         link_id = uuid.UUID(bytes=raw[:16])
         # Comparing the whole re-derived token (in constant time) checks the MAC and also
