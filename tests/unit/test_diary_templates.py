@@ -69,9 +69,10 @@ def test_two_step_rendering_fills_the_link_last_and_keeps_user_braces() -> None:
 def test_a_client_name_that_looks_like_a_placeholder_stays_text() -> None:
     facts = AppointmentFacts("{video_link}", "Dr Cole", FACTS.starts_at, "P", None, "Europe/London")
     stored = prepare(
-        default_template(Trigger.APPOINTMENT_REMINDER, Channel.SMS), {**placeholder_values(facts)}
+        default_template(Trigger.APPOINTMENT_REMINDER, Channel.EMAIL), placeholder_values(facts)
     )
     final = fill_video_link(stored.body, "LINK")
+    assert final.startswith("Dear {video_link},")
     assert final.count("LINK") == 1
 
 
