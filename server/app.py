@@ -13,6 +13,8 @@ from server import health, practices_api
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS, TOKENS, NodeHealth
 from server.auth import routes as auth_routes
 from server.auth.tokens import TokenIssuer
+from server.calls import api as calls_api
+from server.calls.engine import add_call_engine
 from server.config import Config, ConfigError
 from server.db import create_pool
 from server.diary import api as diary_api
@@ -50,6 +52,7 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = registry
     app[TOKENS] = TokenIssuer(config.secret_key, config.jwt_issuer)
     app.cleanup_ctx.append(_connections)
+    add_call_engine(app)  # after _connections: it uses the database and Redis
     app.cleanup_ctx.append(outbox_worker)
 
     health.add_routes(app)
@@ -57,6 +60,7 @@ def create_app(config: Config) -> web.Application:
     practices_api.add_routes(app)
     wallet_api.add_routes(app)
     diary_api.add_routes(app)
+    calls_api.add_routes(app)
     return app
 
 

@@ -48,6 +48,21 @@ SMS_PROVIDERS = ("log",)
 
 
 @dataclass(frozen=True)
+class CallsConfig:
+    """The call engine (server/calls): node heartbeats, metering, client call tokens."""
+
+    # A node renews its heartbeat key this often; the key lives node_ttl_seconds, so a node
+    # that stops (crash, kill -9) is known dead, and its calls taken over, within that time.
+    heartbeat_seconds: float = 3.0
+    node_ttl_seconds: float = 10.0
+    # How often metered seconds are written to the ledger (at most 2 s: R-M10 loses at most
+    # this much on a crash).
+    meter_flush_seconds: float = 1.0
+    # Lifetime of the JWT a client's link buys; reconnecting later goes through the link.
+    call_token_ttl_seconds: int = 900
+
+
+@dataclass(frozen=True)
 class PaymentsConfig:
     """Payment providers for buying video minutes (server/wallet/payments)."""
 
@@ -102,6 +117,7 @@ class Config:
     sms_provider: str = "log"  # only "log" (development) so far
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     # A client's link stays checkable this long after the appointment's end, then is "past".
     link_grace_minutes: int = 120
     log_format: str = "text"  # "text" for people, "json" for production log collectors
@@ -204,6 +220,11 @@ SETTINGS: dict[str, str] = {
     "paypal_webhook_id": "PayPal webhook id (for verifying callbacks)",
     "payments_timeout_seconds": "seconds to wait for a payment provider's answer",
     "payments_reconcile_seconds": "how often unsettled purchases are checked with the provider",
+    "call_heartbeat_seconds": "how often a node renews its heartbeat (calls are taken over "
+    "from nodes whose heartbeat lapses)",
+    "call_node_ttl_seconds": "how long a node's heartbeat lasts without renewal",
+    "meter_flush_seconds": "how often metered call seconds are written to the ledger (<= 2)",
+    "call_token_ttl_seconds": "lifetime of the call token a client's link buys",
 }
 
 
@@ -281,6 +302,7 @@ def _build(raw: dict[str, str]) -> Config:
         )
     kwargs["outbox"] = _build_outbox(raw)
     kwargs["payments"] = _build_payments(raw)
+    kwargs["calls"] = _build_calls(raw)
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
@@ -327,6 +349,33 @@ def _build_outbox(raw: dict[str, str]) -> OutboxConfig:
             raise ConfigError(f"OUTBOX_LEASE_SECONDS: must be at least 1, got {lease}")
         changes["lease_seconds"] = lease
     return dataclasses.replace(OutboxConfig(), **changes)  # type: ignore[arg-type]
+
+
+def _build_calls(raw: dict[str, str]) -> CallsConfig:
+    calls = CallsConfig()
+    changes: dict[str, object] = {}
+    for name, attribute in (
+        ("call_heartbeat_seconds", "heartbeat_seconds"),
+        ("call_node_ttl_seconds", "node_ttl_seconds"),
+        ("meter_flush_seconds", "meter_flush_seconds"),
+    ):
+        if name in raw:
+            changes[attribute] = _parse_float(name, raw[name])
+    if "call_token_ttl_seconds" in raw:
+        changes["call_token_ttl_seconds"] = _parse_int(
+            "call_token_ttl_seconds", raw["call_token_ttl_seconds"], 30, 86400
+        )
+    calls = dataclasses.replace(calls, **changes)  # type: ignore[arg-type]
+    if not 0.05 <= calls.heartbeat_seconds <= 60:
+        raise ConfigError("CALL_HEARTBEAT_SECONDS: must be between 0.05 and 60")
+    if calls.node_ttl_seconds < 2 * calls.heartbeat_seconds:
+        raise ConfigError(
+            "CALL_NODE_TTL_SECONDS: must be at least twice CALL_HEARTBEAT_SECONDS, "
+            "or one late renewal would declare a live node dead"
+        )
+    if not 0 < calls.meter_flush_seconds <= 2:
+        raise ConfigError("METER_FLUSH_SECONDS: must be more than 0 and at most 2")
+    return calls
 
 
 def _build_payments(raw: dict[str, str]) -> PaymentsConfig:

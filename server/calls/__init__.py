@@ -1,0 +1,16 @@
+"""The call engine in the server: the ``signalling`` package wired to PostgreSQL, Redis and
+WebSockets.
+
+- ``store``       ``CallStore`` over PostgreSQL: loads calls, commits transitions + audit
+- ``directory``   which call an appointment has (or will have when its waiting room opens)
+- ``audit``       the call audit log (SQL)
+- ``sink``        ``UsageSink``: meter readings into the wallet's ledger, with checkpoints
+- ``nodes``       node registry: heartbeats in Redis, who is alive
+- ``recovery``    taking over calls whose node stopped
+- ``sockets``     the WebSocket endpoint and the ``MessageSink`` that reaches sockets
+- ``peer_media``  ``MediaControl`` relaying SDP/ICE between the two browsers
+- ``engine``      one node's call engine (rooms, router, meter, flusher), in cleanup_ctx
+- ``start``       "Switch to Video" (pre-call check, opening the waiting room)
+- ``client_entry`` a client's link -> short-lived call token
+- ``api``         the HTTP routes
+"""

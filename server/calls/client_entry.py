@@ -1,0 +1,71 @@
+"""A client's way in: their one-time link buys a short-lived token for that one call.
+
+``POST /api/links/{token}/join`` checks the link (its MAC first, then its state) and
+answers with a JWT (audience ``videoconsult:call``) naming the appointment and link, and
+the WebSocket to open with it. A client may come before the clinician has opened the
+waiting room: they wait, seeing whether the clinician is there. Dead links (ended,
+abandoned, revoked with a cancelled appointment, or past) get "This call is no longer
+available" (R-C6). Closing the tab or losing the network is not an end (R-C8): the same
+link buys a new token and the client is back in the call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from server.appkeys import CONFIG, DB, TOKENS
+from server.calls.directory import CallSummary, latest_call
+from server.calls.urls import socket_path, socket_url
+from server.diary.appointments import AppointmentForCall
+from server.diary.links import NOT_AVAILABLE_MESSAGE, LinkSigner, is_available, resolve_token
+from server.http import ApiError, json_response
+
+
+def client_may_enter(
+    appointment: AppointmentForCall, call: CallSummary | None, now: datetime, grace: timedelta
+) -> bool:
+    """Link usable: active, appointment booked, and not past (unless its call is going on)."""
+    if call is not None and call.is_open:
+        # A consultation running over its booked time must still let the client back in.
+        return appointment.link_state == "active" and appointment.status == "booked"
+    if call is not None:
+        return False  # its call ended or was abandoned (the link is dead too: R-C5)
+    return is_available(
+        appointment.link_state or "", appointment.status, appointment.ends_at, now, grace
+    )
+
+
+async def join_with_link(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    db = request.app[DB]
+    signer = LinkSigner(config.secret_key, config.base_url)
+    appointment = await resolve_token(db, signer, request.match_info["token"])
+    if appointment is None or appointment.link_id is None:
+        # A guessed or mistyped link reads like a dead one: nothing to learn from probing.
+        raise ApiError(404, "call_unavailable", NOT_AVAILABLE_MESSAGE)
+    call = await latest_call(db, appointment.appointment_id)
+    grace = timedelta(minutes=config.link_grace_minutes)
+    if not client_may_enter(appointment, call, datetime.now(UTC), grace):
+        raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
+    token, claims = request.app[TOKENS].issue_call(
+        appointment.appointment_id,
+        appointment.link_id,
+        appointment.practice_id,
+        config.calls.call_token_ttl_seconds,
+    )
+    return json_response(
+        {
+            "token": token,
+            "expires_at": claims.expires_at,
+            "appointment_id": appointment.appointment_id,
+            "practice_name": appointment.practice_name,
+            "clinician_name": appointment.clinician_name,
+            "starts_at": appointment.starts_at,
+            "ends_at": appointment.ends_at,
+            "waiting_room_open": call is not None and call.is_open,
+            "websocket_path": socket_path(appointment.appointment_id),
+            "websocket_url": socket_url(config.base_url, appointment.appointment_id),
+        }
+    )

@@ -1,0 +1,165 @@
+"""One node's call engine, built in ``create_app``'s cleanup_ctx.
+
+Start-up: heartbeat at once (so no other node takes this node's calls), then the heartbeat
+loop, the recovery sweep (taking over calls of lost nodes) and the meter flusher.
+
+Graceful stop (SIGTERM: the CLI drains, then runs the app's shutdown and cleanup):
+``on_shutdown`` closes every call socket with 1001 "going away" (browsers reconnect, to
+whichever node answers), which stops the meter of each call; cleanup then releases the
+meter's live calls, the flusher writes the final readings with their checkpoints, the
+calls are released (``owner_node`` NULL) and the heartbeat key deleted, so the next node
+continues each call from exactly where this one stopped (R-M10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from server.appkeys import CONFIG, DB, KEYS, REDIS
+from server.calls.directory import CallDirectory
+from server.calls.hub import CLOSE_NODE_STOPPING, SocketHub
+from server.calls.nodes import NodeRegistry
+from server.calls.peer_media import PeerSignalRelay
+from server.calls.recovery import run_recovery
+from server.calls.sink import LedgerCheckpointSink
+from server.calls.store import PgCallStore
+from signalling.meter import Meter, MeterFlusher, UnknownCall
+from signalling.room import LoadedCall, Room
+from signalling.router import LocalRouter, Rooms
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_protocol_id() -> str:
+    """Confirm, end-request and stream ids: unguessable, so a client cannot forge one."""
+    return secrets.token_urlsafe(12)
+
+
+@dataclass
+class CallEngine:
+    node_id: str
+    nodes: NodeRegistry
+    directory: CallDirectory
+    store: PgCallStore
+    meter: Meter
+    flusher: MeterFlusher
+    hub: SocketHub
+    rooms: Rooms
+    router: LocalRouter
+    stopping: bool = False
+    _opening: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
+
+    def opening_lock(self, appointment_id: uuid.UUID) -> asyncio.Lock:
+        """Serialises Switch to Video per appointment (a double click waits for the first)."""
+        return self._opening.setdefault(appointment_id, asyncio.Lock())
+
+
+CALL_ENGINE = web.AppKey("call_engine", CallEngine)
+
+
+def add_call_engine(app: web.Application) -> None:
+    """Wire the engine into ``app`` (after the database and Redis context)."""
+    app.cleanup_ctx.append(_call_engine)
+    app.on_shutdown.append(_close_call_sockets)
+
+
+async def _close_call_sockets(app: web.Application) -> None:
+    engine = app.get(CALL_ENGINE)
+    if engine is not None:
+        engine.stopping = True
+        await engine.hub.close_all(CLOSE_NODE_STOPPING, "server restarting: reconnect")
+
+
+async def _call_engine(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    pool = app[DB]
+    nodes = NodeRegistry(
+        app[REDIS],
+        app[KEYS],
+        config.node_id,
+        heartbeat_seconds=config.calls.heartbeat_seconds,
+        ttl_seconds=config.calls.node_ttl_seconds,
+    )
+    await nodes.beat()
+    directory = CallDirectory(pool)
+    store = PgCallStore(pool, directory, nodes)
+    meter = Meter()
+    hub = SocketHub()
+    relay = PeerSignalRelay(hub)
+    flusher = MeterFlusher(
+        meter, LedgerCheckpointSink(pool), utc_now, interval=config.calls.meter_flush_seconds
+    )
+
+    def make_room(call: LoadedCall) -> Room:
+        return Room(
+            call,
+            store=store,
+            sink=hub,
+            media=relay,
+            meter=meter,
+            clock=utc_now,
+            new_id=new_protocol_id,
+            on_call_ended=flusher.request_flush,
+            meter_follows_presence=True,  # until media legs drive Meter.set_connected
+        )
+
+    rooms = Rooms(store, make_room)
+    engine = CallEngine(
+        node_id=config.node_id,
+        nodes=nodes,
+        directory=directory,
+        store=store,
+        meter=meter,
+        flusher=flusher,
+        hub=hub,
+        rooms=rooms,
+        router=LocalRouter(config.node_id, rooms.dispatch),
+    )
+    app[CALL_ENGINE] = engine
+    background = [
+        asyncio.create_task(nodes.run(), name="node-heartbeat"),
+        asyncio.create_task(
+            run_recovery(pool, nodes, config.calls.heartbeat_seconds), name="call-recovery"
+        ),
+    ]
+    try:
+        async with flusher:
+            try:
+                yield
+            finally:
+                engine.stopping = True
+                nodes.stop()
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await hub.close_all(CLOSE_NODE_STOPPING, "server restarting: reconnect")
+                _release_meter(meter)
+        # Leaving the flusher wrote the final readings; now any node may take the calls.
+        released = await store.release_owned_calls()
+        if released:
+            log.info("released %d open call(s) for other nodes to take over", released)
+    finally:
+        with contextlib.suppress(Exception):
+            await nodes.leave()
+
+
+def _release_meter(meter: Meter) -> None:
+    now = utc_now()
+    for call_id in meter.call_ids:
+        with contextlib.suppress(UnknownCall):  # an ended call's final reading is pending
+            meter.release_call(call_id, now)

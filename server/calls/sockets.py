@@ -1,0 +1,226 @@
+"""The call WebSocket: ``GET /ws/appointments/{appointment_id}/call``.
+
+One socket per participant, addressed by appointment rather than by call, because a client
+may arrive before the clinician has opened the waiting room (there is no call row yet); the
+server resolves the appointment to its call on every connection.
+
+Who may connect, checked before the upgrade:
+- the appointment's clinician, with the staff session (cookie, same origin only, or Bearer);
+- the client, with the call token their link bought (``?token=``: browsers cannot set
+  headers on a WebSocket), for this appointment only, while the link is usable.
+
+The role comes from the credentials, never from a message, so a client's token can do only
+what the machine lets a client do (it cannot admit, abandon or end; R-C3). Every frame is
+decoded once (``decode_client_message``); a bad one is answered with an ``error`` and
+changes nothing. The first good message must be ``hello`` or ``resume``. Each message then
+goes through the ``Router`` to the call's owner node. aiohttp pings every 5 s and drops a
+socket whose pong does not come within 2.5 s, so a dead network is noticed within 10 s;
+that is a ``Leave``, never an end (R-C8).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from server.appkeys import CONFIG, DB, TOKENS
+from server.auth.session import SESSION_COOKIE, require_role
+from server.auth.tokens import InvalidToken
+from server.calls.client_entry import client_may_enter
+from server.calls.directory import latest_call
+from server.calls.engine import CALL_ENGINE, CallEngine
+from server.calls.hub import CLOSE_REFUSED
+from server.calls.store import CallMoved, CallOwnedElsewhere
+from server.diary.appointments import appointment_for_call, appointment_for_link
+from server.diary.links import NOT_AVAILABLE_MESSAGE
+from server.http import ApiError, not_found, parse_uuid
+from signalling.model import IllegalTransition, Role
+from signalling.protocol import (
+    MAX_MESSAGE_BYTES,
+    Error,
+    Hello,
+    ProtocolError,
+    Resume,
+    decode_client_message,
+)
+from signalling.router import (
+    ParticipantConnected,
+    ParticipantDisconnected,
+    ParticipantMessage,
+    RoutedMessage,
+)
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0  # ping interval; a missing pong after half of it closes the socket
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ws/appointments/{appointment_id}/call", call_socket)
+
+
+async def call_socket(request: web.Request) -> web.StreamResponse:
+    engine = request.app[CALL_ENGINE]
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    role = await _authenticate(request, appointment_id)
+    if engine.stopping:
+        raise ApiError(503, "node_stopping", "This server is restarting: reconnect in a moment")
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT_SECONDS,
+        timeout=CLOSE_TIMEOUT_SECONDS,
+        max_msg_size=MAX_MESSAGE_BYTES + 1024,  # larger frames: close 1009
+    )
+    await ws.prepare(request)
+    call_id = await engine.directory.call_id_for(appointment_id)
+    connection = _Connection(engine, ws, call_id, role, secrets.token_urlsafe(12))
+    await connection.serve()
+    return ws
+
+
+class _Connection:
+    def __init__(
+        self,
+        engine: CallEngine,
+        ws: web.WebSocketResponse,
+        call_id: str,
+        role: Role,
+        connection_id: str,
+    ) -> None:
+        self._engine = engine
+        self._ws = ws
+        self._call_id = call_id
+        self._role = role
+        self._id = connection_id
+        self._joined = False
+
+    async def serve(self) -> None:
+        hub = self._engine.hub
+        hub.register(self._id, self._ws)
+        try:
+            async for frame in self._ws:
+                if frame.type is WSMsgType.ERROR:
+                    break
+                if frame.type is not WSMsgType.TEXT:
+                    await self._error("text_only", "Messages are JSON text frames")
+                    continue
+                await self._receive(frame.data)
+        finally:
+            hub.unregister(self._id, self._call_id, self._role)
+            if self._joined:
+                await self._deliver(
+                    ParticipantDisconnected(
+                        call_id=self._call_id, role=self._role, connection_id=self._id
+                    ),
+                    closing=True,
+                )
+
+    async def _receive(self, raw: str) -> None:
+        try:
+            message = decode_client_message(raw)
+        except ProtocolError as bad:
+            await self._error(bad.code, bad.message, bad.field)
+            return
+        if not self._joined:
+            if not isinstance(message, Hello | Resume):
+                await self._error("hello_required", "Send hello (or resume) first")
+                return
+            self._joined = True
+            self._engine.hub.mark_current(self._call_id, self._role, self._id)
+            await self._deliver(
+                ParticipantConnected(
+                    call_id=self._call_id, role=self._role, connection_id=self._id, first=message
+                )
+            )
+            return
+        await self._deliver(
+            ParticipantMessage(
+                call_id=self._call_id, role=self._role, connection_id=self._id, message=message
+            )
+        )
+
+    async def _deliver(self, routed: RoutedMessage, *, closing: bool = False) -> None:
+        try:
+            await self._engine.router.deliver(routed)
+        except IllegalTransition as refused:  # e.g. the call is unknown here
+            await self._refuse(refused.code, refused.message, closing)
+        except CallOwnedElsewhere:
+            await self._refuse(
+                "call_elsewhere", "This call is running on another server: try again", closing
+            )
+        except CallMoved:
+            await self._refuse("call_moved", "This call moved: reconnect", closing)
+        except Exception:
+            log.exception("call %s: delivering %s failed", self._call_id, routed.__class__)
+            if not closing:
+                await self._error("unavailable", "Something went wrong: try again")
+
+    async def _refuse(self, code: str, message: str, closing: bool) -> None:
+        if closing:
+            return
+        self._joined = False
+        await self._error(code, message)
+        await self._ws.close(code=CLOSE_REFUSED, message=code.encode())
+
+    async def _error(self, code: str, message: str, field: str | None = None) -> None:
+        await self._engine.hub.send(
+            self._call_id, self._role, self._id, Error(code=code, message=message, field=field)
+        )
+
+
+async def _authenticate(request: web.Request, appointment_id: uuid.UUID) -> Role:
+    token = request.query.get("token")
+    if token is not None:
+        await _check_client(request, appointment_id, token)
+        return Role.CLIENT
+    _check_same_origin(request)
+    staff = await require_role(request, "clinician", "site_admin", action="join a video call")
+    appointment = await appointment_for_call(request.app[DB], staff.practice_id, appointment_id)
+    if appointment is None:
+        not_found("appointment")
+    if appointment.clinician_id != staff.user_id:
+        raise ApiError(
+            403, "not_your_appointment", "Only the appointment's clinician can join its call"
+        )
+    return Role.CLINICIAN
+
+
+async def _check_client(request: web.Request, appointment_id: uuid.UUID, token: str) -> None:
+    try:
+        claims = request.app[TOKENS].verify_call(token)
+    except InvalidToken as exc:
+        raise ApiError(
+            401, "invalid_call_token", f"invalid or expired call token ({exc})"
+        ) from None
+    if claims.appointment_id != appointment_id:
+        raise ApiError(403, "wrong_call", "This call token is for another appointment")
+    db = request.app[DB]
+    appointment = await appointment_for_link(db, claims.link_id)
+    if appointment is None or appointment.appointment_id != appointment_id:
+        raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
+    call = await latest_call(db, appointment_id)
+    grace = timedelta(minutes=request.app[CONFIG].link_grace_minutes)
+    if not client_may_enter(appointment, call, datetime.now(UTC), grace):
+        raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
+
+
+def _check_same_origin(request: web.Request) -> None:
+    """A browser sends the session cookie on a WebSocket from any site: check where from."""
+    if "Authorization" in request.headers or SESSION_COOKIE not in request.cookies:
+        return
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return  # not a browser
+    allowed = {_origin(request.app[CONFIG].base_url), f"{request.scheme}://{request.host}"}
+    if _origin(origin) not in allowed:
+        raise ApiError(403, "cross_origin", "WebSocket from another site refused")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

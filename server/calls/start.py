@@ -1,0 +1,128 @@
+"""Switch to Video: ``POST /api/appointments/{id}/video/start`` (R-B8, R-M7).
+
+The appointment's clinician (also when they are a site admin; never a receptionist)
+starts the video process. The pre-call check runs against the appointment's length:
+
+- ``blocked`` (balance <= 0): 402, nothing opens; a site admin gets ``can_buy`` and the
+  bundles, anyone else the "funds exhausted" message;
+- ``warn_insufficient``: 409 ``go_ahead_required`` with the warning, nothing opens, unless
+  the body says ``{"go_ahead": true}``;
+- ``ok`` (or warned and going ahead): the waiting room opens: the ``calls`` row is inserted
+  with ``expected_seconds`` = the appointment's length and this node as owner.
+
+One open call per appointment: a double click (or a retry) answers with the same call.
+An appointment whose call has ended or was abandoned: "Appointment has already finished".
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from aiohttp import web
+
+from server.appkeys import CONFIG, DB
+from server.auth.session import Staff, require_role
+from server.calls.directory import CallSummary, latest_call
+from server.calls.engine import CALL_ENGINE
+from server.calls.store import AlreadyOpen, OpenRequest, PrecallRefused
+from server.calls.urls import socket_path, socket_url
+from server.diary.appointments import AppointmentForCall, appointment_for_call
+from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+from server.wallet.precall import PrecallResult, precall_check
+from signalling.model import CALL_FINISHED_FOR_CLINICIAN, IllegalTransition
+
+
+class StartVideo(msgspec.Struct, forbid_unknown_fields=True):
+    # The clinician saw the "not enough minutes" warning and chose to go on (R-M7).
+    go_ahead: bool = False
+
+
+async def start_video(request: web.Request) -> web.Response:
+    staff = await require_role(request, "clinician", "site_admin", action="start a video call")
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    body = await read_body(request, StartVideo) if await request.read() else StartVideo()
+    db = request.app[DB]
+    appointment = await appointment_for_call(db, staff.practice_id, appointment_id)
+    if appointment is None:
+        not_found("appointment")
+    _check_can_start(staff, appointment)
+
+    engine = request.app[CALL_ENGINE]
+    async with engine.opening_lock(appointment_id):
+        existing = await latest_call(db, appointment_id)
+        if existing is not None:
+            return _existing_call(request, existing)
+        precall = await precall_check(
+            db, staff.practice_id, appointment.duration_seconds, staff.roles
+        )
+        _refuse_unless_allowed(precall, body.go_ahead)
+        call_id = await engine.directory.call_id_for(appointment_id)
+        request_open = OpenRequest(roles=staff.roles, go_ahead=body.go_ahead)
+        engine.store.expect_open(call_id, request_open)
+        try:
+            room = await engine.rooms.room(call_id)
+            await room.open_waiting_room()
+        except PrecallRefused as refused:  # minutes changed between the two checks
+            _refuse_unless_allowed(refused.result, body.go_ahead)
+            raise
+        except (AlreadyOpen, IllegalTransition):
+            found = await latest_call(db, appointment_id)
+            if found is None:
+                raise
+            return _existing_call(request, found)
+        finally:
+            engine.store.forget_open(call_id)
+    result = request_open.result or precall
+    return _call_reply(request, appointment_id, call_id, "waiting_room_open", result, 201)
+
+
+def _check_can_start(staff: Staff, appointment: AppointmentForCall) -> None:
+    if appointment.clinician_id != staff.user_id:
+        raise ApiError(
+            403,
+            "not_your_appointment",
+            "Only the appointment's clinician can start its video call",
+        )
+    if not appointment.is_video:
+        raise ApiError(409, "not_video", "This is not a video appointment")
+    if appointment.status != "booked":
+        raise ApiError(409, "appointment_cancelled", "This appointment was cancelled")
+    if appointment.link_state != "active":
+        raise ApiError(409, "call_finished", CALL_FINISHED_FOR_CLINICIAN)
+
+
+def _existing_call(request: web.Request, call: CallSummary) -> web.Response:
+    if not call.is_open:
+        raise ApiError(409, "call_finished", CALL_FINISHED_FOR_CLINICIAN)  # R-C6
+    return _call_reply(request, call.appointment_id, str(call.id), call.state, None, 200)
+
+
+def _refuse_unless_allowed(result: PrecallResult, go_ahead: bool) -> None:
+    precall = msgspec.to_builtins(result)
+    if result.outcome == "blocked":
+        raise ApiError(402, "minutes_exhausted", result.message or "", precall=precall)
+    if result.outcome == "warn_insufficient" and not go_ahead:
+        raise ApiError(409, "go_ahead_required", result.message or "", precall=precall)
+
+
+def _call_reply(
+    request: web.Request,
+    appointment_id: uuid.UUID,
+    call_id: str,
+    state: str,
+    precall: PrecallResult | None,
+    status: int,
+) -> web.Response:
+    base_url = request.app[CONFIG].base_url
+    return json_response(
+        {
+            "call_id": call_id,
+            "appointment_id": appointment_id,
+            "state": state,
+            "websocket_path": socket_path(appointment_id),
+            "websocket_url": socket_url(base_url, appointment_id),
+            "precall": precall,
+        },
+        status=status,
+    )

@@ -1,0 +1,254 @@
+"""``CallStore`` over PostgreSQL: loading calls for rooms, committing their transitions.
+
+Each ``commit`` is one transaction holding all of one transition's durable effects: the
+``calls`` row's state (with ``started_at`` / ``ended_at``), the audit line, and the link's
+deactivation through the diary's own function (R-C5), so a user never sees an end that
+left the link usable, nor a dead link on a call that is still going.
+
+Opening the waiting room (SCHEDULED -> WAITING_ROOM_OPEN) is where the row is inserted.
+The pre-call check (R-M7) is repeated inside that transaction under a per-practice lock,
+so two clinicians of one practice opening at once cannot both count the same minutes.
+
+Writes are fenced by ownership: a state change only applies while this node owns the call
+(``owner_node``), so a node that was presumed dead and lost its calls cannot move them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from server.calls import audit, recovery
+from server.calls.directory import CallDirectory
+from server.calls.nodes import NodeRegistry
+from server.db import Executor
+from server.diary.links import abandon_link, end_link
+from server.wallet.precall import PrecallResult, precall_check
+from signalling.effects import DeactivateLink, PersistTransition, StoreEffect
+from signalling.machine import new_call
+from signalling.meter import MeterCheckpoint
+from signalling.model import CallState, Phase
+from signalling.room import LoadedCall
+
+log = logging.getLogger(__name__)
+
+
+class PrecallRefused(Exception):
+    """The pre-call check, repeated as the row was inserted, did not allow opening."""
+
+    def __init__(self, result: PrecallResult) -> None:
+        super().__init__(result.outcome)
+        self.result = result
+
+
+class AlreadyOpen(Exception):
+    """Another request (or node) opened this appointment's waiting room first."""
+
+
+class CallOwnedElsewhere(Exception):
+    """A live node other than this one owns the call (cross-node routing is not wired)."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(f"call owned by node {owner}")
+        self.owner = owner
+
+
+class CallMoved(Exception):
+    """The call's row was not as this node believed (taken over, or changed): nothing written."""
+
+
+@dataclass
+class OpenRequest:
+    """What Switch to Video asked for; ``result`` is set by the check that opened the call."""
+
+    roles: frozenset[str]
+    go_ahead: bool
+    result: PrecallResult | None = field(default=None)
+
+
+class PgCallStore:
+    def __init__(self, pool: asyncpg.Pool, directory: CallDirectory, nodes: NodeRegistry) -> None:
+        self._pool = pool
+        self._directory = directory
+        self._nodes = nodes
+        self._open_requests: dict[str, OpenRequest] = {}
+
+    @property
+    def node_id(self) -> str:
+        return self._nodes.node_id
+
+    # --- opening --------------------------------------------------------------------------
+
+    def expect_open(self, call_id: str, request: OpenRequest) -> None:
+        """Called by Switch to Video just before it opens the room's waiting room."""
+        self._open_requests[call_id] = request
+
+    def forget_open(self, call_id: str) -> None:
+        self._open_requests.pop(call_id, None)
+
+    # --- CallStore ------------------------------------------------------------------------
+
+    async def load_call(self, call_id: str) -> LoadedCall | None:
+        try:
+            call_uuid = uuid.UUID(call_id)
+        except ValueError:
+            return None
+        row = await self._pool.fetchrow(
+            """SELECT c.practice_id, c.state, c.owner_node, c.billed_seconds, c.meter_sequence,
+                      c.carried_microseconds, p.phone
+               FROM calls c JOIN practices p ON p.id = c.practice_id WHERE c.id = $1""",
+            call_uuid,
+        )
+        if row is None:
+            return await self._load_unopened(call_id)
+        phase = Phase(row["state"])
+        state = CallState(call_id=call_id, phase=phase, practice_phone=row["phone"])
+        practice_id = str(row["practice_id"])
+        if phase.terminal:
+            return LoadedCall(state, practice_id)
+        await self._claim(call_uuid, row["owner_node"])
+        checkpoint = None
+        if phase is Phase.IN_PROGRESS:
+            checkpoint = MeterCheckpoint(
+                billed_seconds=int(row["billed_seconds"]),
+                last_sequence=int(row["meter_sequence"]),
+                carried_microseconds=int(row["carried_microseconds"]),
+            )
+        return LoadedCall(state, practice_id, checkpoint)
+
+    async def _load_unopened(self, call_id: str) -> LoadedCall | None:
+        appointment_id = self._directory.unopened_appointment(call_id)
+        if appointment_id is None:
+            return None
+        row = await self._pool.fetchrow(
+            """SELECT a.practice_id, p.phone FROM appointments a
+               JOIN practices p ON p.id = a.practice_id WHERE a.id = $1""",
+            appointment_id,
+        )
+        if row is None:
+            return None
+        return LoadedCall(new_call(call_id, row["phone"]), str(row["practice_id"]))
+
+    async def _claim(self, call_id: uuid.UUID, owner: str | None) -> None:
+        """Own the call before running its room: it is ours, unowned, or its node is gone."""
+        me = self._nodes.node_id
+        if owner == me:
+            return
+        if owner is not None and await self._nodes.is_alive(owner):
+            raise CallOwnedElsewhere(owner)
+        async with self._pool.acquire() as conn, conn.transaction():
+            if owner is None:  # released by a node that stopped gracefully
+                claimed = await recovery.claim_calls(conn, me, [(call_id, None)])
+            else:
+                claimed = await recovery.take_over(conn, me, owner, [(call_id, owner)])
+        if not claimed:
+            raise CallMoved(f"call {call_id} was claimed by another node first")
+
+    async def commit(self, changes: Sequence[StoreEffect]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            for change in changes:
+                if isinstance(change, PersistTransition):
+                    await self._persist(conn, change)
+                elif isinstance(change, DeactivateLink):
+                    await self._deactivate_link(conn, change)
+
+    async def _persist(self, conn: Executor, change: PersistTransition) -> None:
+        call_id = uuid.UUID(change.call_id)
+        if change.from_phase is Phase.SCHEDULED and change.to_phase is Phase.WAITING_ROOM_OPEN:
+            await self._insert_opened_call(conn, change)
+        elif change.from_phase is not change.to_phase:
+            updated = await conn.execute(
+                """UPDATE calls SET state = $2,
+                       started_at = CASE WHEN $2 = 'in_progress' THEN $3 ELSE started_at END,
+                       ended_at = CASE WHEN $2 IN ('ended', 'abandoned') THEN $3
+                                       ELSE ended_at END,
+                       end_reason = CASE WHEN $2 IN ('ended', 'abandoned') THEN $4
+                                         ELSE end_reason END
+                   WHERE id = $1 AND state = $5 AND owner_node = $6""",
+                call_id,
+                change.to_phase.value,
+                change.at,
+                change.reason,
+                change.from_phase.value,
+                self._nodes.node_id,
+            )
+            if updated != "UPDATE 1":
+                raise CallMoved(f"call {call_id} is no longer {change.from_phase} on this node")
+        await audit.record_transition(
+            conn,
+            call_id,
+            change.actor.value,
+            change.from_phase.value,
+            change.to_phase.value,
+            change.reason,
+            change.at,
+            self._nodes.node_id,
+        )
+
+    async def _insert_opened_call(self, conn: Executor, change: PersistTransition) -> None:
+        request = self._open_requests.get(change.call_id)
+        appointment_id = self._directory.unopened_appointment(change.call_id)
+        if request is None or appointment_id is None:
+            raise RuntimeError("a waiting room opens only through Switch to Video")
+        appointment = await conn.fetchrow(
+            """SELECT practice_id, clinician_id,
+                      extract(epoch FROM ends_at - starts_at)::int AS seconds
+               FROM appointments WHERE id = $1""",
+            appointment_id,
+        )
+        if appointment is None:
+            raise RuntimeError(f"appointment {appointment_id} vanished")
+        practice_id = appointment["practice_id"]
+        # One opening at a time per practice: the check and the insert see the same minutes.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('precall:' || $1::text, 0))",
+            practice_id,
+        )
+        result = await precall_check(conn, practice_id, appointment["seconds"], request.roles)
+        if result.outcome == "blocked" or (
+            result.outcome == "warn_insufficient" and not request.go_ahead
+        ):
+            raise PrecallRefused(result)
+        request.result = result
+        try:
+            await conn.execute(
+                """INSERT INTO calls (id, practice_id, appointment_id, clinician_id, state,
+                                      expected_seconds, owner_node, opened_at)
+                   VALUES ($1, $2, $3, $4, 'waiting_room_open', $5, $6, $7)""",
+                uuid.UUID(change.call_id),
+                practice_id,
+                appointment_id,
+                appointment["clinician_id"],
+                appointment["seconds"],
+                self._nodes.node_id,
+                change.at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise AlreadyOpen(str(appointment_id)) from None
+
+    async def _deactivate_link(self, conn: Executor, change: DeactivateLink) -> None:
+        link_id = await conn.fetchval(
+            """SELECT l.id FROM video_links l JOIN calls c ON c.appointment_id = l.appointment_id
+               WHERE c.id = $1""",
+            uuid.UUID(change.call_id),
+        )
+        if link_id is None:
+            log.warning("call %s has no video link to deactivate", change.call_id)
+            return
+        if change.reason == "ended":
+            await end_link(conn, link_id)
+        else:
+            await abandon_link(conn, link_id)
+
+    async def release_owned_calls(self) -> int:
+        """Graceful stop: give up this node's open calls so any node can take them at once."""
+        status = await self._pool.execute(
+            """UPDATE calls SET owner_node = NULL
+               WHERE owner_node = $1 AND state IN ('waiting_room_open', 'in_progress')""",
+            self._nodes.node_id,
+        )
+        return int(status.split()[-1])
