@@ -1,0 +1,291 @@
+"""The practice's pages (login, diary, appointment summary, settings) and ``/static/``.
+
+The server decides who sees what: a page without a valid staff session redirects to
+``/login``; a page for a role the user does not hold answers a 403 page; the navigation only
+lists what the user may open. The pages' scripts then call the JSON API, which enforces the
+same rules again for every action.
+
+Pages are plain HTML files in ``web/pages/`` read once at start-up. The substitution below
+is hand-written on purpose: a handful of ``{{name}}`` markers, every value HTML-escaped
+(the boot data is JSON with ``<``, ``>`` and ``&`` escaped), no logic in templates, so no
+template engine dependency is worth adding.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import msgspec
+from aiohttp import web
+
+from server import practices
+from server.appkeys import DB
+from server.auth.session import Role, current_staff
+from server.diary import appointments
+from server.http import ApiError
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+PAGES_DIR = WEB_DIR / "pages"
+STATIC_DIR = WEB_DIR / "static"
+
+# The wallet engineer's admin minutes dashboard (R-A1); linked for site admins only.
+MINUTES_DASHBOARD_PATH = "/admin/minutes"
+
+# Pages hold personal data: never cached, never framed, scripts from this origin only.
+PAGE_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass(frozen=True)
+class NavLink:
+    key: str
+    label: str
+    path: str
+    roles: tuple[Role, ...] = ()  # empty: every staff member
+
+
+NAV_LINKS = (
+    NavLink("diary", "Diary", "/diary"),
+    NavLink("settings", "Settings", "/settings"),
+    NavLink("templates", "Message templates", "/settings/templates", ("site_admin",)),
+    NavLink("users", "Users and roles", "/settings/users", ("site_admin",)),
+    NavLink("minutes", "Video minutes", MINUTES_DASHBOARD_PATH, ("site_admin",)),
+)
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str  # in web/pages/
+    title: str
+    nav_key: str
+    script: str  # ES module in /static/js/
+    roles: tuple[Role, ...] = ()  # empty: every staff member
+    refusal: str = ""  # shown on the 403 page
+
+
+PAGES: dict[str, PageSpec] = {
+    "diary": PageSpec("diary.html", "Diary", "diary", "diary.js"),
+    "summary": PageSpec("summary.html", "Appointment summary", "diary", "summary.js"),
+    "settings": PageSpec("settings.html", "Settings", "settings", "settings.js"),
+    "templates": PageSpec(
+        "templates.html",
+        "Message templates",
+        "templates",
+        "templates.js",
+        ("site_admin",),
+        "Only a site admin can change the practice's message templates.",
+    ),
+    "users": PageSpec(
+        "users.html",
+        "Users and roles",
+        "users",
+        "users.js",
+        ("site_admin",),
+        "Only a site admin can manage users and roles.",
+    ),
+}
+
+
+class Viewer(msgspec.Struct, frozen=True):
+    """Who is looking at a page: what the page's scripts get as boot data."""
+
+    user: practices.User
+    practice: practices.Practice
+    minutes_dashboard: str
+
+
+class _PageFiles:
+    """The HTML files, read once: a page is served many times and changes only on deploy."""
+
+    def __init__(self, directory: Path) -> None:
+        self.layout = (directory / "layout.html").read_text(encoding="utf-8")
+        self.login = (directory / "login.html").read_text(encoding="utf-8")
+        self.bodies = {
+            spec.file: (directory / spec.file).read_text(encoding="utf-8")
+            for spec in PAGES.values()
+        }
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace each ``{{name}}`` with its already-escaped value; a missing name is a bug."""
+    out = template
+    for name, value in values.items():
+        out = out.replace("{{" + name + "}}", value)
+    if "{{" in out:
+        start = out.index("{{")
+        raise KeyError(f"unfilled page marker {out[start : start + 40]!r}")
+    return out
+
+
+def _boot_json(viewer: Viewer) -> str:
+    # Inside <script type="application/json">: escape what could close the element.
+    raw = msgspec.json.encode(viewer).decode()
+    return raw.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _nav(viewer: Viewer, current: str) -> str:
+    items = []
+    for link in NAV_LINKS:
+        if link.roles and not any(role in viewer.user.roles for role in link.roles):
+            continue
+        here = ' aria-current="page"' if link.key == current else ""
+        items.append(
+            f'<li><a href="{html.escape(link.path)}" data-nav="{link.key}"{here}>'
+            f"{html.escape(link.label)}</a></li>"
+        )
+    return "\n".join(items)
+
+
+def _role_names(roles: list[str]) -> str:
+    return ", ".join(role.replace("_", " ") for role in roles)
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+    )
+
+
+async def viewer_of(request: web.Request) -> Viewer | None:
+    """The signed-in staff member with their practice, or None (no, expired or revoked session)."""
+    try:
+        staff = await current_staff(request)
+    except ApiError as exc:
+        if exc.status_code == 401:
+            return None
+        raise
+    db = request.app[DB]
+    user = await practices.get_user(db, staff.practice_id, staff.user_id)
+    practice = await practices.get_practice(db, staff.practice_id)
+    if user is None or practice is None or not user.active:
+        return None
+    return Viewer(user, practice, MINUTES_DASHBOARD_PATH)
+
+
+def _login_redirect(request: web.Request) -> web.HTTPFound:
+    return web.HTTPFound("/login?next=" + quote(request.path_qs, safe="/"))
+
+
+class PageRenderer:
+    def __init__(self, files: _PageFiles) -> None:
+        self._files = files
+
+    def render(self, viewer: Viewer, spec: PageSpec, body: str, status: int = 200) -> web.Response:
+        page = fill(
+            self._files.layout,
+            {
+                "title": html.escape(spec.title),
+                "practice_name": html.escape(viewer.practice.name),
+                "user_name": html.escape(viewer.user.name),
+                "user_roles": html.escape(_role_names(viewer.user.roles)),
+                "nav": _nav(viewer, spec.nav_key),
+                "boot": _boot_json(viewer),
+                "script": html.escape(spec.script) if status == 200 else "shell.js",
+                "content": body,
+            },
+        )
+        return _html(page, status)
+
+    def page(self, viewer: Viewer, spec: PageSpec) -> web.Response:
+        if spec.roles and not any(role in viewer.user.roles for role in spec.roles):
+            body = (
+                '<section class="refusal" aria-labelledby="refusal-title">'
+                '<h1 id="refusal-title">Not available to your role</h1>'
+                f'<p data-testid="refusal">{html.escape(spec.refusal)}</p>'
+                '<p><a href="/diary">Back to the diary</a></p></section>'
+            )
+            return self.render(viewer, spec, body, status=403)
+        return self.render(viewer, spec, self._files.bodies[spec.file])
+
+    def not_found(self, viewer: Viewer, spec: PageSpec, what: str) -> web.Response:
+        body = (
+            '<section class="refusal" aria-labelledby="refusal-title">'
+            f'<h1 id="refusal-title">{html.escape(what.capitalize())} not found</h1>'
+            "<p>It may have been removed, or the link is wrong.</p>"
+            '<p><a href="/diary">Back to the diary</a></p></section>'
+        )
+        return self.render(viewer, spec, body, status=404)
+
+
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _staff_page(renderer: PageRenderer, key: str) -> PageHandler:
+    spec = PAGES[key]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        viewer = await viewer_of(request)
+        if viewer is None:
+            raise _login_redirect(request)
+        return renderer.page(viewer, spec)
+
+    return handler
+
+
+def _summary_page(renderer: PageRenderer) -> PageHandler:
+    spec = PAGES["summary"]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        viewer = await viewer_of(request)
+        if viewer is None:
+            raise _login_redirect(request)
+        try:
+            appointment_id = uuid.UUID(request.match_info["appointment_id"])
+        except ValueError:
+            return renderer.not_found(viewer, spec, "appointment")
+        # Another practice's appointment is "not found", as in the API.
+        found = await appointments.get_appointment(
+            request.app[DB], viewer.practice.id, appointment_id
+        )
+        if found is None:
+            return renderer.not_found(viewer, spec, "appointment")
+        return renderer.page(viewer, spec)
+
+    return handler
+
+
+def _login_page(files: _PageFiles) -> PageHandler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if await viewer_of(request) is not None:
+            raise web.HTTPFound(safe_next(request.query.get("next", "")))
+        return _html(files.login)
+
+    return handler
+
+
+def safe_next(raw: str) -> str:
+    """Where to go after login: a path on this site only (no open redirect)."""
+    if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return "/diary"
+
+
+async def _home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/diary")
+
+
+def add_routes(app: web.Application) -> None:
+    files = _PageFiles(PAGES_DIR)
+    renderer = PageRenderer(files)
+    r = app.router
+    r.add_get("/", _home)
+    r.add_get("/login", _login_page(files))
+    r.add_get("/diary", _staff_page(renderer, "diary"))
+    r.add_get("/appointments/{appointment_id}", _summary_page(renderer))
+    r.add_get("/settings", _staff_page(renderer, "settings"))
+    r.add_get("/settings/templates", _staff_page(renderer, "templates"))
+    r.add_get("/settings/users", _staff_page(renderer, "users"))
+    r.add_static("/static/", STATIC_DIR, follow_symlinks=False)
