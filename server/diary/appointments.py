@@ -88,7 +88,8 @@ async def lock_clinician_diary(db: Executor, clinician_id: uuid.UUID) -> None:
     Two bookings racing for one clinician's slot would otherwise both see it free.
     """
     await db.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('diary:' || $1::text, 0))", clinician_id
+        "SELECT pg_advisory_xact_lock(hashtextextended('diary:' || $1::uuid::text, 0))",
+        clinician_id,
     )
 
 
