@@ -91,7 +91,9 @@ calls_advanced AS (
 SELECT (SELECT count(*) FROM inserted) AS recorded,
        (SELECT count(*) FROM known) AS known,
        (SELECT coalesce(array_agg(r.call_id::text), '{}') FROM readings r
-        WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.call_id = r.call_id)) AS unknown,
+        WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.call_id = r.call_id
+                                                  AND k.meter_sequence = r.meter_sequence)
+       ) AS unknown,
        (SELECT count(*) FROM balances) AS wallets,
        (SELECT count(*) FROM calls_advanced) AS calls
 """
