@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from server import health, pages, practices_api
+from server import call_pages, health, pages, practices_api
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS, TOKENS, NodeHealth
 from server.auth import routes as auth_routes
 from server.auth.tokens import TokenIssuer
@@ -62,6 +62,7 @@ def create_app(config: Config) -> web.Application:
     diary_api.add_routes(app)
     calls_api.add_routes(app)
     pages.add_routes(app)
+    call_pages.add_routes(app)
     return app
 
 

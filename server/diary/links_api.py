@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server import call_pages
 from server.appkeys import CONFIG, DB
 from server.diary import links
 from server.diary.appointments import AppointmentForCall
@@ -116,7 +117,7 @@ async def link_page(request: web.Request) -> web.Response:
         if appointment.practice_phone:
             rows.append(("Questions? Phone", appointment.practice_phone))
         return _page("not_available", NOT_AVAILABLE_MESSAGE, rows, 410)
-    return _page("open", "Your video appointment", rows, 200)
+    return call_pages.client_page()  # a live link opens the call page (issue 7)
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,0 +1,145 @@
+"""The call pages in the browser (issue 7): the clinician's and the client's.
+
+- ``GET /appointments/{appointment_id}/video``: the clinician's call page, where "Switch to
+  Video" leads (R-B8). Its script asks ``POST /api/appointments/{id}/video/start`` and
+  shows the pre-call outcome (R-M7), the waiting room, the call and the ended screens.
+  Re-opening it is safe: an open call comes back as it is, a finished one says
+  "Appointment has already finished" (R-C6).
+- ``GET /calls/{call_id}``: the same page by call id (a redirect, for links in the
+  dashboard and audit log); another practice's call is a 404.
+- ``client_page()``: the client's call page. The diary's ``GET /v/{token}`` hands a live
+  link over to it; dead links keep the diary's "This call is no longer available" page.
+
+The pages are static HTML (``web/call/``) with ES modules under ``/static/js/call/``; all
+state comes from the API and the call's WebSocket, so the server only decides who may open
+the clinician's page (staff session, the practice's own appointment).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+from aiohttp import web
+
+from server.appkeys import DB
+from server.diary import appointments
+from server.pages import viewer_of
+
+CALL_DIR = Path(__file__).resolve().parent.parent / "web" / "call"
+
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; media-src 'self' blob: mediastream:; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+# Pages about a consultation: never cached, never framed; the camera and microphone only
+# for this origin.
+_COMMON_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",
+}
+# The client's URL holds the link token: keep it out of referrers and search engines.
+CLIENT_PAGE_HEADERS: Mapping[str, str] = {
+    **_COMMON_HEADERS,
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+}
+CLINICIAN_PAGE_HEADERS: Mapping[str, str] = {**_COMMON_HEADERS, "Referrer-Policy": "same-origin"}
+
+
+@functools.cache
+def _page_text(name: str) -> str:
+    # Read once: the files change only on deploy.
+    return (CALL_DIR / name).read_text(encoding="utf-8")
+
+
+def _html(name: str, headers: Mapping[str, str], status: int = 200) -> web.Response:
+    return web.Response(
+        text=_page_text(name),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=dict(headers),
+    )
+
+
+def client_page() -> web.Response:
+    """The client's call page for a live link (device check, waiting room, call, ended).
+
+    The page reads the link token from its own URL and exchanges it for a call token
+    (``POST /api/links/{token}/join``); a link that dies meanwhile still shows "This call
+    is no longer available" there.
+    """
+    return _html("client.html", CLIENT_PAGE_HEADERS)
+
+
+def _login_redirect(request: web.Request) -> web.HTTPFound:
+    return web.HTTPFound("/login?next=" + quote(request.path_qs, safe="/"))
+
+
+def _not_found() -> web.Response:
+    return web.Response(
+        text=(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<title>Not found</title><link rel="stylesheet" href="/static/css/call.css">'
+            '</head><body class="call-page"><main><section class="panel">'
+            "<h1>Appointment not found</h1><p>It may have been removed, or the link is wrong."
+            '</p><p><a class="button" href="/diary">Back to the diary</a></p></section>'
+            "</main></body></html>"
+        ),
+        status=404,
+        content_type="text/html",
+        charset="utf-8",
+        headers=dict(CLINICIAN_PAGE_HEADERS),
+    )
+
+
+async def clinician_page(request: web.Request) -> web.StreamResponse:
+    viewer = await viewer_of(request)
+    if viewer is None:
+        raise _login_redirect(request)
+    try:
+        appointment_id = uuid.UUID(request.match_info["appointment_id"])
+    except ValueError:
+        return _not_found()
+    # Another practice's appointment is "not found", as in the API.
+    found = await appointments.get_appointment(request.app[DB], viewer.practice.id, appointment_id)
+    if found is None:
+        return _not_found()
+    return _html("clinician.html", CLINICIAN_PAGE_HEADERS)
+
+
+async def call_page_by_id(request: web.Request) -> web.StreamResponse:
+    viewer = await viewer_of(request)
+    if viewer is None:
+        raise _login_redirect(request)
+    try:
+        call_id = uuid.UUID(request.match_info["call_id"])
+    except ValueError:
+        return _not_found()
+    appointment_id = await request.app[DB].fetchval(
+        "SELECT appointment_id FROM calls WHERE id = $1 AND practice_id = $2",
+        call_id,
+        viewer.practice.id,
+    )
+    if appointment_id is None:
+        return _not_found()
+    raise web.HTTPFound(f"/appointments/{appointment_id}/video")
+
+
+def clinician_page_path(appointment_id: uuid.UUID) -> str:
+    """Where "Switch to Video" on an appointment leads."""
+    return f"/appointments/{appointment_id}/video"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/appointments/{appointment_id}/video", clinician_page)
+    app.router.add_get("/calls/{call_id}", call_page_by_id)

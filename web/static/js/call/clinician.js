@@ -1,0 +1,308 @@
+// The clinician's call page, opened by "Switch to Video" (R-B8): the pre-call check
+// (R-M7), the waiting room with Admit and Abandon (R-C7), the call with its quality and
+// duration, the hang-up dialog (R-C1, R-C2), the client's end request (R-C3) and the
+// ended screens (R-C4, R-C6).
+//
+// The page lives at /appointments/{id}/video. Opening it (again) asks the server to start
+// the video: an open call comes back as it is, a finished one as "Appointment has already
+// finished", so reloading or re-opening the page is always safe.
+
+import { socketUrl } from "./connection.js";
+import { askChoice } from "./dialogs.js";
+import { DeviceProblem, LevelMeter, openDevices } from "./media.js";
+import { CallSession } from "./session.js";
+import { $, ApiFailure, formatDuration, requestJson, setText, showScreen } from "./ui.js";
+
+const appointmentId = location.pathname.split("/")[2] || "";
+
+let started = null; // the start answer: call_id, websocket_path, ...
+let session = null;
+let localStream = null;
+let meter = null;
+let callStartedAt = null;
+let durationTimer = null;
+let clientEndRequest = null; // {requestId, close}
+
+// --- Switch to Video and the pre-call check ---------------------------------------------
+
+async function startVideo(goAhead = false) {
+  showScreen("loading");
+  try {
+    started = await requestJson(
+      "POST",
+      `/api/appointments/${encodeURIComponent(appointmentId)}/video/start`,
+      goAhead ? { go_ahead: true } : {},
+    );
+  } catch (error) {
+    showStartRefusal(error);
+    return;
+  }
+  await enterWaitingRoom();
+}
+
+function showStartRefusal(error) {
+  if (!(error instanceof ApiFailure)) {
+    showProblem("We could not reach the server", "Check your connection, then reload this page.");
+    return;
+  }
+  const detail = (error.body && error.body.error) || {};
+  if (error.code === "minutes_exhausted") {
+    showPrecall("blocked", detail.precall, error.message);
+  } else if (error.code === "go_ahead_required") {
+    showPrecall("warning", detail.precall, error.message);
+  } else if (error.code === "call_finished") {
+    setText("#finished-title", error.message || "Appointment has already finished");
+    showScreen("finished");
+  } else if (error.status === 401) {
+    const login = /** @type {HTMLAnchorElement} */ ($("#problem-login"));
+    login.href = `/login?next=${encodeURIComponent(location.pathname)}`;
+    login.hidden = false;
+    showProblem("Please log in again", "Your session has ended.");
+  } else {
+    showProblem("The video consultation could not start", error.message);
+  }
+}
+
+function showProblem(title, message) {
+  setText("#problem-title", title);
+  setText("#problem-message", message);
+  showScreen("problem");
+}
+
+/** R-M7: "blocked" (balance at or below zero) or "warning" (not enough for the length). */
+function showPrecall(screen, precall, message) {
+  const section = showScreen(screen);
+  setText(`#${screen}-message`, message || (precall && precall.message) || "");
+  setText(`#${screen}-balance`, precall ? precall.balance_display : "");
+  const slot = section.querySelector(".bundles-slot");
+  slot.replaceChildren();
+  // A site admin may buy right here; everyone else sees the message only (R-M3).
+  if (precall && precall.can_buy) {
+    slot.append(bundleOffer(precall.bundles && precall.bundles.length ? precall.bundles : null));
+  }
+}
+
+function bundleOffer(bundles) {
+  const offer = /** @type {HTMLTemplateElement} */ ($("#bundles-template")).content.firstElementChild.cloneNode(true);
+  const list = offer.querySelector(".bundles__list");
+  const status = offer.querySelector(".bundles__status");
+  const fill = (items) => {
+    for (const bundle of items) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "button bundle";
+      button.dataset.minutes = String(bundle.minutes);
+      button.textContent = `Buy ${bundle.label}`;
+      button.addEventListener("click", () => buyBundle(bundle, button, status));
+      item.append(button);
+      list.append(item);
+    }
+  };
+  if (bundles) fill(bundles);
+  else {
+    requestJson("GET", "/api/minutes/bundles")
+      .then((answer) => fill(answer.bundles))
+      .catch((error) => (status.textContent = error.message));
+  }
+  return offer;
+}
+
+async function buyBundle(bundle, button, status) {
+  // Price, VAT and total are shown before the purchase (R-M2); Direct Debit confirms in
+  // a dialog, PayPal approves on PayPal's site.
+  setText("#purchase-text", `Buy ${bundle.label}? The minutes are added to the practice's balance straight away once the payment is confirmed.`);
+  const choice = await askChoice(/** @type {HTMLDialogElement} */ ($("#purchase-dialog")), { focus: "buy" }).answer;
+  if (choice !== "buy") return;
+  button.disabled = true;
+  status.textContent = "Buying…";
+  try {
+    const reply = await requestJson("POST", "/api/minutes/purchases", {
+      bundle_minutes: bundle.minutes,
+      idempotency_key: purchaseKey(bundle.minutes),
+    });
+    const purchase = reply.purchase;
+    if (purchase.status === "awaiting_approval" && purchase.approve_url) {
+      status.textContent = "Taking you to PayPal…";
+      location.assign(purchase.approve_url);
+      return;
+    }
+    if (purchase.status === "credited") {
+      status.textContent = `Bought. New balance: ${reply.balance_display}.`;
+      forgetPurchaseKey(bundle.minutes);
+      setTimeout(() => startVideo(false), 600);
+      return;
+    }
+    status.textContent = reply.message || `The purchase is ${purchase.status.replace("_", " ")}.`;
+  } catch (error) {
+    status.textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// One idempotency key per bundle until it succeeds: a double click or a retry after a
+// timeout sends the same key, so the wallet never charges twice.
+const purchaseKeys = new Map();
+function purchaseKey(minutes) {
+  if (!purchaseKeys.has(minutes)) {
+    purchaseKeys.set(minutes, `call-${crypto.randomUUID().replaceAll("-", "")}`);
+  }
+  return purchaseKeys.get(minutes);
+}
+function forgetPurchaseKey(minutes) {
+  purchaseKeys.delete(minutes);
+}
+
+// --- waiting room -----------------------------------------------------------------------
+
+async function enterWaitingRoom() {
+  showScreen("waiting");
+  await prepareDevices();
+  for (const id of ["#waiting-video", "#local-video"]) {
+    /** @type {HTMLVideoElement} */ ($(id)).srcObject = localStream;
+  }
+  if (session) return;
+  session = new CallSession({
+    role: "clinician",
+    url: async () => socketUrl(started.websocket_path || `/ws/appointments/${appointmentId}/call`),
+    iceServers: started.ice_servers || [],
+    localStream,
+    hooks: {
+      onSnapshot: showPhase,
+      onPresence: (role, present) => {
+        if (role === "client") showClientPresence(present);
+      },
+      onEnded: showEnded,
+      onMessage: (message) => {
+        if (message.type === "client_wants_to_end") askAboutClientEnd(message.request_id);
+      },
+      onQuality: showQuality,
+    },
+  });
+  session.start();
+}
+
+async function prepareDevices() {
+  if (localStream) return;
+  const help = $("#device-help");
+  help.hidden = true;
+  try {
+    localStream = await openDevices();
+    meter = new LevelMeter(localStream, $("#mic-level"));
+  } catch (error) {
+    const problem = error instanceof DeviceProblem ? error : new DeviceProblem("other", String(error));
+    setText("#device-help-text", problem.message);
+    help.hidden = false;
+    localStream = new MediaStream();
+  }
+}
+
+function showPhase(snapshot) {
+  const clientHere = snapshot.present.includes("client");
+  if (snapshot.phase === "in_progress") {
+    if (document.body.dataset.screen !== "call") {
+      showScreen("call");
+      if (meter) meter.stop();
+      meter = null;
+      startDurationClock();
+    }
+    $("#other-away").hidden = clientHere;
+    // Reconnected while the client's request was open: ask again (R-C3).
+    if (snapshot.end_request_id && (!clientEndRequest || clientEndRequest.requestId !== snapshot.end_request_id)) {
+      askAboutClientEnd(snapshot.end_request_id);
+    } else if (!snapshot.end_request_id && clientEndRequest) {
+      clientEndRequest.close();
+    }
+  } else {
+    if (document.body.dataset.screen !== "waiting") showScreen("waiting");
+    showClientPresence(clientHere);
+  }
+}
+
+function showClientPresence(present) {
+  const line = $("#client-presence");
+  line.dataset.present = String(present);
+  line.textContent = present ? "The client is in the waiting room." : "The client has not arrived yet.";
+  /** @type {HTMLButtonElement} */ ($("#admit-button")).disabled = !present;
+  if (session && session.phase === "in_progress") $("#other-away").hidden = present;
+}
+
+function wireWaitingRoom() {
+  $("#admit-button").addEventListener("click", (event) => {
+    const button = /** @type {HTMLButtonElement} */ (event.currentTarget);
+    if (session && session.send({ type: "admit" })) button.disabled = true; // no double admit
+  });
+  $("#abandon-button").addEventListener("click", async () => {
+    // R-C7: say plainly that the link dies, and make Cancel the easy answer.
+    const choice = await askChoice(/** @type {HTMLDialogElement} */ ($("#abandon-dialog"))).answer;
+    if (choice === "abandon" && session) session.send({ type: "abandon" });
+  });
+  $("#go-ahead-button").addEventListener("click", () => startVideo(true));
+  for (const button of document.querySelectorAll("[data-action=retry-start]")) {
+    button.addEventListener("click", () => startVideo(false));
+  }
+  for (const button of document.querySelectorAll("[data-action=close-page]")) {
+    button.addEventListener("click", () => {
+      if (history.length > 1) history.back();
+      else location.assign("/diary");
+    });
+  }
+}
+
+// --- in the call ------------------------------------------------------------------------
+
+function startDurationClock() {
+  callStartedAt = callStartedAt || Date.now();
+  clearInterval(durationTimer);
+  const tick = () => setText("#call-duration", formatDuration((Date.now() - callStartedAt) / 1000));
+  tick();
+  durationTimer = setInterval(tick, 1000);
+}
+
+function askAboutClientEnd(requestId) {
+  if (clientEndRequest) clientEndRequest.close();
+  const asked = askChoice(/** @type {HTMLDialogElement} */ ($("#client-end-dialog")), { focus: "cancel" });
+  const entry = { requestId, close: asked.close };
+  clientEndRequest = entry;
+  asked.answer.then((decision) => {
+    if (clientEndRequest === entry) clientEndRequest = null;
+    if (decision === "dismissed" || !session || session.ended) return;
+    session.send({ type: "end_request_decision", request_id: requestId, decision });
+  });
+}
+
+/** Good / fair / poor from the server's quality_stats of this side's (or the client's) leg. */
+function showQuality(stats) {
+  const loss = stats.packet_loss_pct ?? 0;
+  const rtt = stats.round_trip_ms ?? 0;
+  const level = loss > 5 || rtt > 400 ? "poor" : loss > 1 || rtt > 200 ? "fair" : "good";
+  const quality = $("#quality");
+  const parts = [`${level[0].toUpperCase()}${level.slice(1)}`];
+  if (stats.round_trip_ms != null) parts.push(`${stats.round_trip_ms} ms`);
+  if (stats.packet_loss_pct != null) parts.push(`${stats.packet_loss_pct.toFixed(1)}% loss`);
+  const who = stats.role === "client" ? "Client's connection" : "Your connection";
+  quality.dataset.level = level;
+  quality.dataset[stats.role] = level;
+  quality.textContent = `${who}: ${parts.join(", ")}`;
+}
+
+function showEnded(ended) {
+  clearInterval(durationTimer);
+  if (meter) meter.stop();
+  if (ended.reason === "closed") {
+    setText("#finished-title", ended.title || "Appointment has already finished");
+    showScreen("finished");
+    return;
+  }
+  setText("#ended-title", ended.title || "Appointment has ended");
+  setText("#ended-message", ended.message || "");
+  setText(
+    "#ended-duration",
+    callStartedAt ? `Call length: ${formatDuration((Date.now() - callStartedAt) / 1000)}` : "",
+  );
+  showScreen("ended");
+}
+
+wireWaitingRoom();
+startVideo(false);
