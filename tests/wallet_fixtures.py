@@ -6,6 +6,7 @@ HTTP servers on 127.0.0.1; everything of ours runs for real against PostgreSQL a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 
 from server.config import Config, PaymentsConfig
 from server.wallet.ledger import adjust_balance
@@ -97,34 +97,32 @@ async def set_balance(db: asyncpg.Pool, practice_id: uuid.UUID, seconds: int) ->
         await adjust_balance(db, practice_id, seconds - int(current), "test set-up")
 
 
-def live_payments(config: Config, gocardless: FakeGoCardless, paypal: FakePayPal) -> Config:
+def live_payments(
+    config: Config, gocardless: FakeGoCardless | None = None, paypal: FakePayPal | None = None
+) -> Config:
+    """The app's config with live providers pointing at the fakes."""
     payments = PaymentsConfig(
         mode="live",
-        gocardless_base_url=gocardless.url,
-        gocardless_access_token=gocardless_fake.ACCESS_TOKEN,
-        gocardless_webhook_secret=gocardless_fake.WEBHOOK_SECRET,
-        paypal_base_url=paypal.url,
-        paypal_client_id=paypal_fake.CLIENT_ID,
-        paypal_client_secret=paypal_fake.CLIENT_SECRET,
-        paypal_webhook_id=paypal_fake.WEBHOOK_ID,
+        gocardless_base_url=gocardless.url if gocardless else "http://127.0.0.1:9",
+        gocardless_access_token=gocardless_fake.ACCESS_TOKEN if gocardless else None,
+        gocardless_webhook_secret=gocardless_fake.WEBHOOK_SECRET if gocardless else None,
+        paypal_base_url=paypal.url if paypal else "http://127.0.0.1:9",
+        paypal_client_id=paypal_fake.CLIENT_ID if paypal else None,
+        paypal_client_secret=paypal_fake.CLIENT_SECRET if paypal else None,
+        paypal_webhook_id=paypal_fake.WEBHOOK_ID if paypal else None,
         timeout_seconds=0.5,
         reconcile_interval_seconds=0,  # tests call reconcile themselves
     )
     return dataclasses.replace(config, payments=payments)
 
 
-@pytest.fixture
-async def gocardless() -> AsyncIterator[FakeGoCardless]:
-    fake = await FakeGoCardless().start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def paypal() -> AsyncIterator[FakePayPal]:
-    fake = await FakePayPal().start()
-    yield fake
-    await fake.close()
+@contextlib.asynccontextmanager
+async def running(fake: FakeGoCardless | FakePayPal) -> AsyncIterator[None]:
+    await fake.start()
+    try:
+        yield
+    finally:
+        await fake.close()
 
 
 async def ledger_consistent(db: asyncpg.Pool) -> bool:
