@@ -205,7 +205,7 @@ class PgCallStore:
         practice_id = appointment["practice_id"]
         # One opening at a time per practice: the check and the insert see the same minutes.
         await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('precall:' || $1::text, 0))",
+            "SELECT pg_advisory_xact_lock(hashtextextended('precall:' || $1::uuid::text, 0))",
             practice_id,
         )
         result = await precall_check(conn, practice_id, appointment["seconds"], request.roles)
