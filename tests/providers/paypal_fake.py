@@ -34,6 +34,7 @@ class FakePayPal:
     requests: list[tuple[str, str]] = field(default_factory=list)
     verifications: int = 0
     stall_order_creations: int = 0  # made, but the caller never hears back
+    _captured: dict[str, asyncio.Event] = field(default_factory=dict)
     _tokens: set[str] = field(default_factory=set)
     _signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -67,6 +68,10 @@ class FakePayPal:
         order = self.orders[order_id]
         assert order["status"] == "PAYER_ACTION_REQUIRED"
         order["status"] = "APPROVED"
+
+    async def wait_captured(self, order_id: str) -> None:
+        """Until someone captured the order (PayPal sends CAPTURE.COMPLETED after that)."""
+        await self._captured.setdefault(order_id, asyncio.Event()).wait()
 
     def capture_of(self, order_id: str) -> dict[str, Any]:
         captures: list[dict[str, Any]] = self.orders[order_id]["purchase_units"][0]["payments"][
@@ -225,6 +230,7 @@ class FakePayPal:
         }
         unit["payments"] = {"captures": [capture]}
         order["status"] = "COMPLETED"
+        self._captured.setdefault(order["id"], asyncio.Event()).set()
         if request_id:
             self.replies_by_request_id[request_id] = (201, order)
         return web.json_response(order, status=201)
