@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
 import asyncpg
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
+from server.config import Config, OutboxConfig
+from server.diary import booking
+from server.diary.booking import BookingRequest
 from tests.support import PASSWORD, PracticeFixture
 
 # Its helpers are imported below, before pytest loads it as a plugin: rewrite it first.
@@ -16,6 +23,7 @@ from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
 # The browser fixtures (browser, live_server, browser_context, page) come from this plugin.
 pytest_plugins = ["tests.e2e.browser"]
 pytestmark = pytest.mark.browser
+LONDON = ZoneInfo("Europe/London")
 
 
 async def test_wrong_password_shows_the_error_and_right_one_logs_in(
@@ -101,3 +109,147 @@ async def test_site_admin_changes_the_practice_phone(
     assert stored == "020 7946 0321"
     await page.reload(wait_until="domcontentloaded")
     await expect(page.get_by_label("Phone", exact=True)).to_have_value("020 7946 0321")
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """No outbox worker: messages stay as booked (scheduled), whatever the SMTP server."""
+    return dataclasses.replace(config, outbox=OutboxConfig(enabled=False))
+
+
+def _week_after_next() -> date:
+    """The Monday two weeks ahead in the practice's zone: every slot of it is bookable."""
+    today = datetime.now(LONDON).date()
+    return today - timedelta(days=today.weekday()) + timedelta(weeks=2)
+
+
+async def test_receptionist_books_a_weekly_video_series_through_the_modal(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    monday = _week_after_next()
+    tuesdays = [monday + timedelta(days=1, weeks=n) for n in range(4)]
+    # Another booking in the clinician's diary on the third Tuesday: the preview shows the
+    # clash before saving and Save does not double-book it (R-B2).
+    clash = await booking.book(
+        db,
+        practice.id,
+        practice.admin.id,
+        BookingRequest(
+            practice.clinician.id,
+            practice.client.id,
+            practice.video_type.id,
+            datetime.combine(tuesdays[2], time(10, 30), LONDON),
+        ),
+    )
+    await log_in(browser_context, live_server, practice.receptionist.email)
+    await page.goto(
+        live_server.at(f"/diary?clinician={practice.clinician.id}&week={monday}"),
+        wait_until="domcontentloaded",
+    )
+    await expect(page.locator("#week")).to_have_attribute("data-loaded", monday.isoformat())
+    await page.locator(f'[data-day="{tuesdays[0]}"] button.slot[data-time="10:00"]').click()
+
+    dialog = page.get_by_role("dialog", name="New appointment")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_role("combobox", name="Client")).to_be_focused()
+    await dialog.get_by_role("combobox", name="Client").fill("cas")
+    await dialog.get_by_role("option", name="Casey Client").click()
+    await expect(dialog.get_by_label("Type", exact=True)).to_have_value(str(practice.video_type.id))
+    await expect(dialog.locator("#duration-note")).to_contain_text("50 minutes")
+    await expect(dialog.get_by_label("Date", exact=True)).to_have_value(tuesdays[0].isoformat())
+    await expect(dialog.get_by_label("Time", exact=True)).to_have_value("10:00")
+    await dialog.get_by_label("Recurrence?").check()
+    await dialog.get_by_label("Frequency").select_option("weekly")
+    await dialog.get_by_label("End date").fill(tuesdays[3].isoformat())
+
+    preview = dialog.locator("#preview-list li")
+    await expect(preview).to_have_count(4)
+    for item, tuesday in zip(await preview.all(), tuesdays, strict=True):
+        await expect(item).to_contain_text(f"{tuesday.day} {tuesday:%b} {tuesday.year}")
+        await expect(item).to_contain_text("10:00")
+    await expect(dialog.locator("#preview-list li.clash")).to_have_count(1)
+    await expect(dialog.locator('#preview-list li[data-position="3"]')).to_have_class("clash")
+    await expect(dialog.locator("#preview-summary")).to_have_text(
+        "1 of 4 dates clash with the clinician's diary."
+    )
+    await screenshot(page, "diary-modal-recurrence-preview")
+
+    # Save as it is: refused, nothing booked, the reason shown in the modal.
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog.locator("[data-form-error]")).to_contain_text("clash")
+    assert await _series_appointments(db, practice) == []
+    # Leave the clashing date out and book the rest.
+    await dialog.get_by_label("Book the dates that are free").check()
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog).to_be_hidden()
+
+    booked = await _series_appointments(db, practice)
+    assert [row["starts_at"].astimezone(LONDON).date() for row in booked] == [
+        tuesdays[0],
+        tuesdays[1],
+        tuesdays[3],
+    ]
+    assert all(row["starts_at"].astimezone(LONDON).time() == time(10, 0) for row in booked)
+    # Every booked date shows in the diary, week after week.
+    for week, tuesday in enumerate(tuesdays):
+        if week:
+            await page.get_by_role("button", name="Next week").click()
+        day = page.locator(f'[data-day="{tuesday}"]')
+        await expect(day.locator(".appt")).to_have_count(1)
+        expected = "10:30–11:20" if week == 2 else "10:00–10:50"
+        await expect(day.locator(".appt")).to_contain_text(f"{expected} Casey Client")
+    await screenshot(page, "diary-week-with-series")
+
+    # The existing appointment opens the same modal: Switch to Video and the eye icon.
+    await page.get_by_role("button", name="This week").click()
+    await page.goto(
+        live_server.at(f"/diary?clinician={practice.clinician.id}&week={monday}"),
+        wait_until="domcontentloaded",
+    )
+    await page.locator(f'[data-day="{tuesdays[0]}"] .appt').click()
+    existing = page.get_by_role("dialog", name="Casey Client · Video consultation")
+    await expect(existing).to_be_visible()
+    switch = existing.get_by_role("button", name="Switch to Video")
+    await expect(switch).to_be_focused()
+    # Only the appointment's clinician may start the call: the server says so, the modal shows it.
+    await switch.click()
+    await expect(existing.locator("[data-form-error]")).to_contain_text("clinician")
+    await existing.get_by_role("link", name="Open the appointment summary").click()
+    await expect(page).to_have_url(live_server.at(f"/appointments/{booked[0]['id']}"))
+
+    # R-B1, R-B7: each occurrence's summary shows its own URL; R-B3, R-B4: the series
+    # confirmation goes with the first, a scheduled reminder with each.
+    urls = []
+    for position, row in enumerate(booked):
+        if position:
+            await page.goto(
+                live_server.at(f"/appointments/{row['id']}"), wait_until="domcontentloaded"
+            )
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        url = await page.locator("#video-url").input_value()
+        assert url.startswith(live_server.at("/v/"))
+        urls.append(url)
+        reminders = page.locator('tr[data-trigger="appointment_reminder"][data-status="scheduled"]')
+        await expect(reminders).to_have_count(2)  # email and SMS: the client has both
+        for reminder in await reminders.all():
+            await expect(reminder).to_contain_text(url)
+        # The series' confirmation is listed with every session; it carries the first link.
+        confirmation = page.locator('tr[data-trigger="recurring_video_appointment_booked"]')
+        await expect(confirmation).to_have_count(2)
+        for message in await confirmation.all():
+            await expect(message).to_contain_text(urls[0])
+        await screenshot(page, f"summary-series-session-{position + 1}")
+    assert len(set(urls)) == 3
+    assert clash.booked[0].appointment_id not in {row["id"] for row in booked}
+
+
+async def _series_appointments(db: asyncpg.Pool, practice: PracticeFixture) -> list[asyncpg.Record]:
+    return await db.fetch(
+        """SELECT id, starts_at FROM appointments
+           WHERE practice_id = $1 AND series_id IS NOT NULL ORDER BY starts_at""",
+        practice.id,
+    )

@@ -105,7 +105,7 @@ export function clearErrors(form) {
 // form has it, else in the form's [data-form-error] banner.
 export function showError(form, error) {
   clearErrors(form);
-  const message = error instanceof Error ? error.message : String(error);
+  const message = error && error.message ? error.message : String(error);
   const control = fieldControl(form, error && error.field);
   if (control) {
     const note = document.createElement("p");

@@ -1,1 +1,208 @@
-import "./shell.js";
+// The appointment summary (R-B7): details and the client's video URL at the top, the
+// communications history (sent and scheduled) below, and the move / cancel actions.
+import { get, post, submitting } from "./api.js";
+import { announce, el, formatDate, formatDateTime, formatTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
+
+const appointmentId = location.pathname.split("/").pop();
+const TRIGGERS = {
+  video_appointment_booked: "Booking confirmation",
+  recurring_video_appointment_booked: "Series confirmation",
+  appointment_reminder: "Reminder",
+  appointment_cancelled: "Cancellation",
+};
+const LINK_STATES = {
+  active: "Active",
+  ended: "Used: the call has ended",
+  abandoned: "Closed: abandoned at the waiting room",
+  revoked: "Closed: the appointment was cancelled",
+};
+
+const errorNode = document.getElementById("summary-error");
+const moveForm = document.getElementById("move-form");
+const cancelForm = document.getElementById("cancel-form");
+let summary = null;
+
+function stateBadge(state, text) {
+  return el("span", { class: `state state-${state}`, text: text || state });
+}
+
+function renderDetails(appointment) {
+  document.getElementById("summary-title").textContent = `${appointment.client_name} · ${appointment.type_name}`;
+  document.getElementById("summary-when").textContent =
+    `${formatDate(appointment.starts_at)}, ${formatTime(appointment.starts_at)}–${formatTime(appointment.ends_at)}`;
+  const rows = [
+    ["Client", appointment.client_name],
+    ["Clinician", appointment.clinician_name],
+    ["Type", `${appointment.type_name}${appointment.is_video ? " (video)" : ""}`],
+    ["Date", formatDate(appointment.starts_at)],
+    ["Time", `${formatTime(appointment.starts_at)}–${formatTime(appointment.ends_at)}`],
+    ["Status", stateBadge(appointment.status, appointment.status === "booked" ? "Booked" : "Cancelled")],
+  ];
+  if (appointment.series_position) rows.push(["Series", `Session ${appointment.series_position} of a recurring series`]);
+  if (appointment.cancel_reason) rows.push(["Cancellation reason", appointment.cancel_reason]);
+  document.getElementById("details").replaceChildren(
+    ...rows.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]),
+  );
+}
+
+function renderLink(link) {
+  const field = document.getElementById("video-url-field");
+  field.hidden = !link;
+  if (!link) return;
+  document.getElementById("video-url").value = link.url;
+  const badge = document.getElementById("link-state");
+  badge.className = `state state-${link.state}`;
+  badge.textContent = link.available ? "Active" : LINK_STATES[link.state] || "No longer available";
+}
+
+function communicationRow(message) {
+  const when = message.sent_at || message.send_at;
+  let status = stateBadge(message.status, message.status[0].toUpperCase() + message.status.slice(1));
+  const extra = [];
+  if (message.status === "scheduled") extra.push(`due ${formatDateTime(message.send_at)}`);
+  if (message.status === "failed" && message.last_error) extra.push(message.last_error);
+  if (message.status === "scheduled" && message.attempts > 0 && message.last_error) {
+    extra.push(`retrying after: ${message.last_error}`);
+  }
+  if (message.status === "cancelled" && message.cancel_reason) extra.push(message.cancel_reason);
+  const label = TRIGGERS[message.trigger] || message.trigger;
+  return el(
+    "tr",
+    { "data-trigger": message.trigger, "data-status": message.status, "data-channel": message.channel },
+    el("td", {}, el("time", { datetime: when, text: formatDateTime(when) })),
+    el(
+      "td",
+      {},
+      el(
+        "details",
+        {},
+        el("summary", { text: message.subject ? `${label}: ${message.subject}` : label }),
+        el("div", { class: "preview-box", text: message.body }),
+      ),
+    ),
+    el("td", { text: message.channel === "sms" ? "SMS" : "Email" }),
+    el("td", { text: message.recipient }),
+    el("td", {}, status, extra.length ? el("div", { class: "hint", text: extra.join(" · ") }) : null),
+  );
+}
+
+function renderCommunications(messages) {
+  document.querySelector("#comms-table tbody").replaceChildren(...messages.map(communicationRow));
+  document.getElementById("no-comms").hidden = messages.length > 0;
+  document.getElementById("comms-table").hidden = messages.length === 0;
+}
+
+async function fillClinicians(selected) {
+  const users = await get("/api/users");
+  const select = document.getElementById("move-clinician");
+  select.replaceChildren(
+    ...users
+      .filter((u) => u.active && u.roles.includes("clinician"))
+      .map((u) => el("option", { value: u.id, text: u.name, selected: u.id === selected })),
+  );
+}
+
+function renderActions(appointment, link) {
+  const changeable = appointment.status === "booked" && (!link || link.state === "active");
+  document.getElementById("change-card").hidden = !changeable;
+  const diaryLink = el("a", {
+    class: "button",
+    href: `/diary?${new URLSearchParams({ clinician: appointment.clinician_id, week: weekOf(appointment.starts_at) })}`,
+    text: "Show in the diary",
+  });
+  document.getElementById("summary-actions").replaceChildren(diaryLink);
+  if (!changeable) return;
+  const start = wallClock(new Date(appointment.starts_at));
+  moveForm.elements.date.value = isoDate(start.year, start.month, start.day);
+  moveForm.elements.time.value = hhmm(start.hour, start.minute);
+  document.getElementById("cancel-scope").hidden = !appointment.series_id;
+}
+
+function weekOf(instant) {
+  const w = wallClock(new Date(instant));
+  const d = new Date(Date.UTC(w.year, w.month - 1, w.day));
+  d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+  return isoDate(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate());
+}
+
+async function load() {
+  try {
+    summary = await get(`/api/appointments/${appointmentId}/summary`);
+  } catch (error) {
+    errorNode.textContent = error.message;
+    errorNode.hidden = false;
+    return;
+  }
+  renderDetails(summary.appointment);
+  renderLink(summary.video_link);
+  renderCommunications(summary.communications);
+  renderActions(summary.appointment, summary.video_link);
+}
+
+document.getElementById("copy-url").addEventListener("click", async () => {
+  const input = document.getElementById("video-url");
+  const status = document.getElementById("copy-status");
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    // No clipboard permission (e.g. plain http): select it so Ctrl+C copies.
+    input.select();
+    const copied = document.execCommand && document.execCommand("copy");
+    if (!copied) {
+      announce(status, "Press Ctrl+C to copy the selected link.");
+      return;
+    }
+  }
+  announce(status, "Link copied.");
+});
+
+moveForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const [year, month, day] = moveForm.elements.date.value.split("-").map(Number);
+  const [hour, minute] = moveForm.elements.time.value.split(":").map(Number);
+  const body = {
+    starts_at: year && hour !== undefined ? zonedInstant(year, month, day, hour, minute).toISOString() : "",
+  };
+  const clinician = moveForm.elements.clinician_id.value;
+  if (clinician && clinician !== summary.appointment.clinician_id) body.clinician_id = clinician;
+  const moved = await submitting(moveForm, () => post(`/api/appointments/${appointmentId}/move`, body));
+  if (moved) {
+    await load();
+    announce(moveForm.querySelector("[data-status]"), "Appointment moved; its reminder moves with it.");
+  }
+});
+
+// Cancelling revokes the client's link: ask once more before doing it.
+const cancelButton = cancelForm.querySelector("button[type=submit]");
+let confirming = false;
+cancelForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!confirming) {
+    confirming = true;
+    cancelButton.textContent = "Yes, cancel it";
+    announce(cancelForm.querySelector("[data-status]"), "The client's video link will stop working. Press again to confirm.");
+    cancelButton.focus();
+    return;
+  }
+  const reason = cancelForm.elements.reason.value.trim();
+  const scope = cancelForm.querySelector("input[name=scope]:checked");
+  const result = await submitting(cancelForm, () =>
+    post(`/api/appointments/${appointmentId}/cancel`, {
+      scope: scope ? scope.value : "this",
+      reason: reason || null,
+      notify_client: cancelForm.elements.notify_client.checked,
+    }),
+  );
+  confirming = false;
+  cancelButton.textContent = "Cancel appointment";
+  if (result) {
+    await load();
+    const count = result.cancelled.length;
+    const kept = result.kept.length ? ` ${result.kept.length} already held were kept.` : "";
+    announce(document.getElementById("summary-status"), `Cancelled ${count} appointment${count === 1 ? "" : "s"}.${kept}`);
+  }
+});
+
+await load();
+if (summary) await fillClinicians(summary.appointment.clinician_id);
+document.body.dataset.ready = "true";
