@@ -8,6 +8,7 @@ the variable and what is wrong, before anything is started.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -60,6 +61,24 @@ class CallsConfig:
     meter_flush_seconds: float = 1.0
     # Lifetime of the JWT a client's link buys; reconnecting later goes through the link.
     call_token_ttl_seconds: int = 900
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """ICE for the call's media legs (server/calls/media_control.py, media/ice.py)."""
+
+    # STUN servers given to browsers (and used by the server's own legs to learn their
+    # public address); e.g. ("stun:stun.example.org:3478",).
+    stun_urls: tuple[str, ...] = ()
+    # TURN servers for browsers behind restrictive networks, with time-limited credentials
+    # in coturn's use-auth-secret scheme (turn_secret = coturn's static-auth-secret).
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    # TURN checks the credential on every allocation refresh, so it must outlive the call.
+    turn_credential_ttl_seconds: int = 6 * 3600
+    # The node's public IPv4 address when it sits behind a 1:1 NAT (e.g. a cloud VM):
+    # advertised in our answers instead of the private host address.
+    public_ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
     # A client's link stays checkable this long after the appointment's end, then is "past".
     link_grace_minutes: int = 120
     log_format: str = "text"  # "text" for people, "json" for production log collectors
@@ -225,6 +245,14 @@ SETTINGS: dict[str, str] = {
     "call_node_ttl_seconds": "how long a node's heartbeat lasts without renewal",
     "meter_flush_seconds": "how often metered call seconds are written to the ledger (<= 2)",
     "call_token_ttl_seconds": "lifetime of the call token a client's link buys",
+    "stun_urls": "comma-separated STUN URLs for browsers and media legs (stun:host:3478)",
+    "turn_urls": "comma-separated TURN URLs for browsers (turn:host:3478?transport=udp, "
+    "turns:host:5349); needs TURN_SECRET",
+    "turn_secret": "coturn's static-auth-secret: signs time-limited TURN credentials "
+    "(at least 16 characters)",
+    "turn_credential_ttl_seconds": "lifetime of a TURN credential (must outlast a call)",
+    "media_public_ip": "this node's public IPv4 address, advertised in media answers when "
+    "behind a 1:1 NAT",
 }
 
 
@@ -303,6 +331,7 @@ def _build(raw: dict[str, str]) -> Config:
     kwargs["outbox"] = _build_outbox(raw)
     kwargs["payments"] = _build_payments(raw)
     kwargs["calls"] = _build_calls(raw)
+    kwargs["media"] = _build_media(raw)
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
@@ -376,6 +405,51 @@ def _build_calls(raw: dict[str, str]) -> CallsConfig:
     if not 0 < calls.meter_flush_seconds <= 2:
         raise ConfigError("METER_FLUSH_SECONDS: must be more than 0 and at most 2")
     return calls
+
+
+def _ice_urls(name: str, raw: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
+    urls = tuple(url.strip() for url in raw.split(",") if url.strip())
+    for url in urls:
+        scheme, _, rest = url.partition(":")
+        host = rest.split("?", 1)[0]
+        if scheme not in schemes or not host or "/" in host or " " in host:
+            wanted = " or ".join(f"{s}:host[:port]" for s in schemes)
+            raise ConfigError(f"{name.upper()}: expected {wanted}, got {url!r}")
+    return urls
+
+
+def _build_media(raw: dict[str, str]) -> MediaConfig:
+    changes: dict[str, object] = {}
+    if "stun_urls" in raw:
+        changes["stun_urls"] = _ice_urls("stun_urls", raw["stun_urls"], ("stun", "stuns"))
+    if "turn_urls" in raw:
+        changes["turn_urls"] = _ice_urls("turn_urls", raw["turn_urls"], ("turn", "turns"))
+    if "turn_secret" in raw:
+        if len(raw["turn_secret"]) < 16:
+            raise ConfigError("TURN_SECRET: must be at least 16 characters")
+        changes["turn_secret"] = raw["turn_secret"]
+    if "turn_credential_ttl_seconds" in raw:
+        changes["turn_credential_ttl_seconds"] = _parse_int(
+            "turn_credential_ttl_seconds", raw["turn_credential_ttl_seconds"], 600, 7 * 86400
+        )
+    if "media_public_ip" in raw:
+        try:
+            address = ipaddress.IPv4Address(raw["media_public_ip"].strip())
+        except ValueError:
+            raise ConfigError(
+                f"MEDIA_PUBLIC_IP: expected an IPv4 address, got {raw['media_public_ip']!r}"
+            ) from None
+        if address.is_loopback or address.is_unspecified or address.is_multicast:
+            raise ConfigError(f"MEDIA_PUBLIC_IP: {address} cannot be reached by browsers")
+        changes["public_ip"] = str(address)
+    media = dataclasses.replace(MediaConfig(), **changes)  # type: ignore[arg-type]
+    # TURN URLs without a secret would hand browsers servers they cannot log in to, and a
+    # secret without URLs is a typo somewhere: both or neither.
+    if media.turn_urls and not media.turn_secret:
+        raise ConfigError("TURN_SECRET: required with TURN_URLS")
+    if media.turn_secret and not media.turn_urls:
+        raise ConfigError("TURN_URLS: required with TURN_SECRET")
+    return media
 
 
 def _build_payments(raw: dict[str, str]) -> PaymentsConfig:

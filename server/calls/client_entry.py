@@ -17,6 +17,7 @@ from aiohttp import web
 
 from server.appkeys import CONFIG, DB, TOKENS
 from server.calls.directory import CallSummary, latest_call
+from server.calls.media_control import ice_servers_for
 from server.calls.urls import socket_path, socket_url
 from server.diary.appointments import AppointmentForCall
 from server.diary.links import NOT_AVAILABLE_MESSAGE, LinkSigner, is_available, resolve_token
@@ -67,5 +68,8 @@ async def join_with_link(request: web.Request) -> web.Response:
             "waiting_room_open": call is not None and call.is_open,
             "websocket_path": socket_path(appointment.appointment_id),
             "websocket_url": socket_url(config.base_url, appointment.appointment_id),
+            "ice_servers": ice_servers_for(
+                config, f"client-{appointment.appointment_id}", datetime.now(UTC)
+            ),
         }
     )

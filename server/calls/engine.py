@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from server.appkeys import CONFIG, DB, KEYS, REDIS
+from server.appkeys import CONFIG, DB, KEYS, METRICS, REDIS
 from server.calls.directory import CallDirectory
 from server.calls.hub import CLOSE_NODE_STOPPING, SocketHub
+from server.calls.media_control import ServerMediaLegs, ice_settings_for
 from server.calls.nodes import NodeRegistry
-from server.calls.peer_media import PeerSignalRelay
 from server.calls.recovery import run_recovery
 from server.calls.sink import LedgerCheckpointSink
 from server.calls.store import PgCallStore
@@ -59,6 +59,7 @@ class CallEngine:
     hub: SocketHub
     rooms: Rooms
     router: LocalRouter
+    media: ServerMediaLegs
     stopping: bool = False
     _opening: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
 
@@ -98,7 +99,9 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     store = PgCallStore(pool, directory, nodes)
     meter = Meter()
     hub = SocketHub()
-    relay = PeerSignalRelay(hub)
+    media = ServerMediaLegs(
+        sockets=hub, meter=meter, clock=utc_now, ice=ice_settings_for(config), registry=app[METRICS]
+    )
     flusher = MeterFlusher(
         meter, LedgerCheckpointSink(pool), utc_now, interval=config.calls.meter_flush_seconds
     )
@@ -108,12 +111,12 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
             call,
             store=store,
             sink=hub,
-            media=relay,
+            media=media,
             meter=meter,
             clock=utc_now,
             new_id=new_protocol_id,
             on_call_ended=flusher.request_flush,
-            meter_follows_presence=True,  # until media legs drive Meter.set_connected
+            meter_follows_presence=False,  # media legs drive Meter.set_connected (R-M8)
         )
 
     rooms = Rooms(store, make_room)
@@ -127,6 +130,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         hub=hub,
         rooms=rooms,
         router=LocalRouter(config.node_id, rooms.dispatch),
+        media=media,
     )
     app[CALL_ENGINE] = engine
     background = [
@@ -148,6 +152,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await hub.close_all(CLOSE_NODE_STOPPING, "server restarting: reconnect")
+                await media.close()
                 _release_meter(meter)
         # Leaving the flusher wrote the final readings; now any node may take the calls.
         released = await store.release_owned_calls()

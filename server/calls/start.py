@@ -24,7 +24,8 @@ from aiohttp import web
 from server.appkeys import CONFIG, DB
 from server.auth.session import Staff, require_role
 from server.calls.directory import CallSummary, latest_call
-from server.calls.engine import CALL_ENGINE
+from server.calls.engine import CALL_ENGINE, utc_now
+from server.calls.media_control import ice_servers_for
 from server.calls.store import AlreadyOpen, OpenRequest, PrecallRefused
 from server.calls.urls import socket_path, socket_url
 from server.diary.appointments import AppointmentForCall, appointment_for_call
@@ -114,7 +115,8 @@ def _call_reply(
     precall: PrecallResult | None,
     status: int,
 ) -> web.Response:
-    base_url = request.app[CONFIG].base_url
+    config = request.app[CONFIG]
+    base_url = config.base_url
     return json_response(
         {
             "call_id": call_id,
@@ -123,6 +125,8 @@ def _call_reply(
             "websocket_path": socket_path(appointment_id),
             "websocket_url": socket_url(base_url, appointment_id),
             "precall": precall,
+            # STUN/TURN for the page's RTCPeerConnection (TURN credentials expire).
+            "ice_servers": ice_servers_for(config, f"clinician-{appointment_id}", utc_now()),
         },
         status=status,
     )
