@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -253,3 +254,61 @@ async def _series_appointments(db: asyncpg.Pool, practice: PracticeFixture) -> l
            WHERE practice_id = $1 AND series_id IS NOT NULL ORDER BY starts_at""",
         practice.id,
     )
+
+
+async def test_site_admin_edits_a_template_with_live_preview_and_sees_users(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+) -> None:
+    # R-B5: templates are the practice's own, with placeholders, previewed before saving.
+    await log_in(browser_context, live_server, practice.admin.email)
+    await page.goto(live_server.at("/settings/templates"), wait_until="domcontentloaded")
+    await page.get_by_role("button", name="Recurring video appointments booked · Email").click()
+    body = page.get_by_label("Message", exact=True)
+    preview = page.locator("#preview-body")
+    await expect(preview).to_contain_text("Alex Example")
+
+    await body.fill("Hello {client_name}, {session_count} sessions: {surname}")
+    await expect(page.locator("#preview-error")).to_contain_text("surname")
+    await page.get_by_role("button", name="Save template").click()
+    await expect(page.locator("#template-form .field-error")).to_contain_text("surname")
+
+    await body.fill("Hello {client_name}, your {session_count} sessions start here: {video_link}")
+    await expect(preview).to_have_text(
+        "Hello Alex Example, your 6 sessions start here: "
+        "https://videoconsult.example/v/sample-link-for-preview"
+    )
+    await expect(page.locator("#preview-error")).to_be_hidden()
+    await page.get_by_role("button", name="Save template").click()
+    await expect(page.locator("#template-form [data-status]")).to_have_text("Template saved.")
+    await expect(
+        page.get_by_role("button", name="Recurring video appointments booked · Email (edited)")
+    ).to_be_visible()
+    await screenshot(page, "templates-edited-with-preview")
+
+    listed = await browser_context.request.get(live_server.at("/api/message-templates"))
+    saved = [
+        t
+        for t in await listed.json()
+        if (t["trigger"], t["channel"]) == ("recurring_video_appointment_booked", "email")
+    ]
+    assert saved[0]["customised"] is True
+    assert saved[0]["body"].startswith("Hello {client_name}, your {session_count}")
+
+    # The site admin has the admin pages in the navigation and can open them.
+    nav = page.get_by_role("navigation", name="Main")
+    await expect(nav.get_by_role("link", name="Video minutes")).to_have_attribute(
+        "href", "/admin/minutes"
+    )
+    await nav.get_by_role("link", name="Users and roles").click()
+    rows = page.locator("#users-table tbody tr")
+    await expect(rows).to_have_count(3)
+    await expect(page.locator(f'tr[data-user-id="{practice.clinician.id}"]')).to_contain_text(
+        "Dr Cole"
+    )
+    await screenshot(page, "users-and-roles")
+    await nav.get_by_role("link", name="Diary").click()
+    await expect(page.locator("#week")).to_have_attribute("data-loaded", re.compile(r"\d{4}-"))
+    await screenshot(page, "diary-this-week")
