@@ -247,6 +247,12 @@ async def _apply(
 ) -> Transition:
     async with pool.acquire() as conn, conn.transaction():
         if event is not None:
+            # Lock the purchase before recording the event: the event row's foreign key
+            # takes a share lock on it, and two callbacks each holding that share lock while
+            # waiting for FOR UPDATE would deadlock.
+            await conn.execute(
+                "SELECT 1 FROM minute_purchases WHERE id = $1 FOR UPDATE", purchase_id
+            )
             fresh = await conn.fetchval(
                 """INSERT INTO payment_webhook_events (provider, event_id, purchase_id, action)
                    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true""",
