@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
+from yarl import URL
 
 from server.config import Config, OutboxConfig
 from server.diary import booking
 from server.diary.booking import BookingRequest
-from tests.support import PASSWORD, PracticeFixture
+from tests.support import PASSWORD, ApiClient, PracticeFixture, login_as
 
 # Its helpers are imported below, before pytest loads it as a plugin: rewrite it first.
 pytest.register_assert_rewrite("tests.e2e.browser")
@@ -23,10 +24,10 @@ from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
 
 # The browser fixtures (browser, live_server, browser_context, page) come from this plugin.
 pytest_plugins = ["tests.e2e.browser"]
-pytestmark = pytest.mark.browser
 LONDON = ZoneInfo("Europe/London")
 
 
+@pytest.mark.browser
 async def test_wrong_password_shows_the_error_and_right_one_logs_in(
     page: Page, live_server: LiveServer, practice: PracticeFixture
 ) -> None:
@@ -52,6 +53,7 @@ async def test_wrong_password_shows_the_error_and_right_one_logs_in(
     await expect(page).to_have_url(live_server.at("/login?next=/diary"))
 
 
+@pytest.mark.browser
 async def test_clinician_cannot_reach_the_users_page(
     page: Page,
     browser_context: BrowserContext,
@@ -79,6 +81,7 @@ async def test_clinician_cannot_reach_the_users_page(
     await screenshot(page, "users-page-refused-to-clinician")
 
 
+@pytest.mark.browser
 async def test_site_admin_changes_the_practice_phone(
     page: Page,
     browser_context: BrowserContext,
@@ -124,6 +127,7 @@ def _week_after_next() -> date:
     return today - timedelta(days=today.weekday()) + timedelta(weeks=2)
 
 
+@pytest.mark.browser
 async def test_receptionist_books_a_weekly_video_series_through_the_modal(
     page: Page,
     browser_context: BrowserContext,
@@ -256,6 +260,7 @@ async def _series_appointments(db: asyncpg.Pool, practice: PracticeFixture) -> l
     )
 
 
+@pytest.mark.browser
 async def test_site_admin_edits_a_template_with_live_preview_and_sees_users(
     page: Page,
     browser_context: BrowserContext,
@@ -312,3 +317,74 @@ async def test_site_admin_edits_a_template_with_live_preview_and_sees_users(
     await nav.get_by_role("link", name="Diary").click()
     await expect(page.locator("#week")).to_have_attribute("data-loaded", re.compile(r"\d{4}-"))
     await screenshot(page, "diary-this-week")
+
+
+# --- the server's decisions, without a browser --------------------------------------------
+
+
+async def test_pages_redirect_refuse_and_hide_by_session_and_role(
+    client: ApiClient, practice: PracticeFixture, other_practice: PracticeFixture, db: asyncpg.Pool
+) -> None:
+    anonymous = await client.get("/diary?week=2026-01-05", allow_redirects=False)
+    assert anonymous.status == 302
+    location = URL(anonymous.headers["Location"])
+    assert (location.path, location.query["next"]) == ("/login", "/diary?week=2026-01-05")
+    for role in ("receptionist", "clinician"):
+        headers = await login_as(client, practice, role)
+        refused = await client.get("/settings/users", headers=headers)
+        assert refused.status == 403
+        text = await refused.text()
+        assert "Only a site admin can manage users and roles." in text
+        assert 'href="/settings/users"' not in text  # not in the navigation either
+        assert "users.js" not in text
+    admin = await login_as(client, practice, "site_admin")
+    page = await client.get("/settings/users", headers=admin)
+    assert page.status == 200
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+    # Another practice's appointment is "not found", as in the API; so is a malformed id.
+    theirs = await booking.book(
+        db,
+        other_practice.id,
+        other_practice.admin.id,
+        BookingRequest(
+            other_practice.clinician.id,
+            other_practice.client.id,
+            other_practice.video_type.id,
+            datetime.now(LONDON) + timedelta(days=3),
+        ),
+    )
+    other_id = theirs.booked[0].appointment_id
+    for path in (f"/appointments/{other_id}", "/appointments/not-an-id"):
+        missing = await client.get(path, headers=admin)
+        assert missing.status == 404
+        assert "Appointment not found" in await missing.text()
+    own = await login_as(client, other_practice, "receptionist")
+    assert (await client.get(f"/appointments/{other_id}", headers=own)).status == 200
+
+
+async def test_login_page_never_redirects_off_site(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    headers = await login_as(client, practice, "clinician")
+    for target, expected in (
+        ("//evil.example/x", "/diary"),
+        ("https://evil.example/", "/diary"),
+        ("/\\evil.example", "/diary"),
+        ("/settings", "/settings"),
+    ):
+        response = await client.get(
+            "/login", params={"next": target}, headers=headers, allow_redirects=False
+        )
+        assert response.status == 302
+        assert response.headers["Location"] == expected
+
+
+async def test_static_files_are_served_and_confined(client: ApiClient) -> None:
+    script = await client.get("/static/js/api.js")
+    assert script.status == 200
+    assert "javascript" in script.headers["Content-Type"]
+    assert "X-CSRF-Token" in await script.text()
+    for path in ("/static/../server/config.py", "/static/%2e%2e/server/config.py"):
+        assert (await client.get(path)).status in {403, 404}
