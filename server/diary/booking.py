@@ -112,7 +112,9 @@ def plan_occurrences(parties: Parties, request: BookingRequest, now: datetime) -
         except (TooManyOccurrences, EmptySeries) as exc:
             raise Invalid(str(exc), field="recurrence.until") from None
     if occurrences[0].ends_at <= now:
-        raise Invalid("the appointment would already be over", field="starts_at")
+        raise Invalid(
+            "the appointment would already be over: choose a later starts_at", field="starts_at"
+        )
     return occurrences
 
 

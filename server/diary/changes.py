@@ -149,7 +149,9 @@ async def move(
             clinician = (await active_clinician(conn, practice_id, clinician_id)).id
         moved = Occurrence(1, starts_at, starts_at + (appointment.ends_at - appointment.starts_at))
         if moved.ends_at <= now:
-            raise Invalid("the appointment would already be over", field="starts_at")
+            raise Invalid(
+                "the appointment would already be over: choose a later starts_at", field="starts_at"
+            )
         await appointments.lock_clinician_diary(conn, clinician)
         clashes = await appointments.find_clashes(conn, clinician, [moved], ignore=appointment.id)
         if clashes:
