@@ -5,6 +5,7 @@ funded wallets, and two real WebSocket participants talking to the real app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,9 +116,9 @@ class Participant:
     async def send_raw(self, text: str) -> None:
         await self.ws.send_str(text)
 
-    async def expect(self, kind: type[M], timeout: float = WAIT_SECONDS) -> M:
+    async def expect(self, kind: type[M], within: float = WAIT_SECONDS) -> M:
         """The next message of type ``kind`` (earlier ones of other types are kept)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 message = await self._next()
                 if isinstance(message, kind):
@@ -131,9 +132,9 @@ class Participant:
         self.received.append(message)
         return message
 
-    async def expect_closed(self, timeout: float = WAIT_SECONDS) -> int | None:
+    async def expect_closed(self, within: float = WAIT_SECONDS) -> int | None:
         """Read until the server closes the socket; returns its close code."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 frame = await self.ws.receive()
                 if frame.type is aiohttp.WSMsgType.TEXT:
@@ -145,7 +146,8 @@ class Participant:
         return [m for m in self.received if isinstance(m, kind)]
 
     async def close(self) -> None:
-        await self.ws.close()
+        with contextlib.suppress(aiohttp.ClientConnectionResetError):  # the server closed it
+            await self.ws.close()
 
 
 async def connect_clinician(
@@ -198,14 +200,15 @@ async def link_state(db: asyncpg.Pool, booked: Booked) -> str:
 async def usage_seconds(db: asyncpg.Pool, call_id: uuid.UUID) -> int:
     """Seconds billed to the call in the ledger (usage entries are negative)."""
     total = await db.fetchval(
-        "SELECT coalesce(-sum(seconds), 0) FROM ledger_entries WHERE call_id = $1 AND kind = 'usage'",
+        """SELECT coalesce(-sum(seconds), 0) FROM ledger_entries
+           WHERE call_id = $1 AND kind = 'usage'""",
         call_id,
     )
     return int(total)
 
 
-async def wait_for(predicate: Any, timeout: float = WAIT_SECONDS, step: float = 0.05) -> None:
+async def wait_for(predicate: Any, within: float = WAIT_SECONDS, step: float = 0.05) -> None:
     """Poll an async predicate until it holds."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
+    async with asyncio.timeout(within):
+        while not await predicate():  # noqa: ASYNC110 - polls the database, no event to await
             await asyncio.sleep(step)
