@@ -12,12 +12,15 @@
  * @param {object} [options]
  * @param {string} [options.cancelValue="cancel"]  what Escape means
  * @param {string} [options.focus]  data-choice of the button that gets focus first
+ * @param {HTMLElement} [options.returnFocus]  where focus goes afterwards (default: the
+ *   element focused when the dialog opened)
  * @returns {{answer: Promise<string>, close: () => void}}
  *   `close()` dismisses it from outside (e.g. the server made the question moot); the
  *   answer then resolves to "dismissed".
  */
-export function askChoice(dialog, { cancelValue = "cancel", focus = cancelValue } = {}) {
-  const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+export function askChoice(dialog, { cancelValue = "cancel", focus = cancelValue, returnFocus } = {}) {
+  const opener =
+    returnFocus || (document.activeElement instanceof HTMLElement ? document.activeElement : null);
   let settle;
   const answer = new Promise((resolve) => (settle = resolve));
   let done = false;

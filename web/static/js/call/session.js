@@ -270,10 +270,16 @@ export class CallSession {
   _openHangupDialog(confirmId) {
     if (this._hangupDialog) this._hangupDialog.close();
     const dialog = /** @type {HTMLDialogElement} */ ($("#hangup-dialog"));
-    const asked = askChoice(dialog, { cancelValue: "cancel", focus: "cancel" });
+    this._enableHangup();
+    // The hang-up button was disabled while waiting for the server (so it lost focus):
+    // name it as the place focus returns to.
+    const asked = askChoice(dialog, {
+      cancelValue: "cancel",
+      focus: "cancel",
+      returnFocus: document.getElementById("hangup-button") || undefined,
+    });
     const entry = { confirmId, close: asked.close };
     this._hangupDialog = entry;
-    this._enableHangup();
     asked.answer.then((choice) => {
       if (this._hangupDialog === entry) this._hangupDialog = null;
       if (choice === "dismissed" || this.ended) return;

@@ -1,10 +1,10 @@
 // Small helpers shared by the client and clinician call pages: screens, JSON requests,
 // and how durations are written.
 
-/** Show the `<section data-screen=NAME>` and hide the others; focus its heading. */
+/** Show `main > [data-screen=NAME]` and hide the others; focus its heading. */
 export function showScreen(name) {
   let shown = null;
-  for (const section of document.querySelectorAll("[data-screen]")) {
+  for (const section of document.querySelectorAll("main > [data-screen]")) {
     const match = section.dataset.screen === name;
     section.hidden = !match;
     if (match) shown = section;

@@ -1,0 +1,459 @@
+"""The call in two real browsers: a clinician's and a client's Chromium against the real app.
+
+Each test drives the pages a person would (the client's link, the clinician's Switch to
+Video page) through the real server, WebSocket and media, and checks what each person sees.
+One Chromium for the session (``tests.e2e.browser``), fresh contexts per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from playwright.async_api import Browser, BrowserContext, Error, Locator, Page, expect
+
+from server.config import Config
+from server.diary.appointments import NewAppointments, insert_appointments
+from server.diary.links import LinkSigner, insert_links
+from server.diary.recurrence import Occurrence
+from server.wallet.ledger import adjust_balance
+from tests.support import PracticeFixture
+
+pytest.register_assert_rewrite("tests.e2e.browser")
+
+from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot  # noqa: E402
+
+pytest_plugins = ["tests.e2e.browser"]
+pytestmark = pytest.mark.browser
+
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+
+
+@dataclass(frozen=True)
+class Appointment:
+    id: uuid.UUID
+    link_path: str  # /v/{token}
+    clinician_page: str  # /appointments/{id}/video
+
+
+async def book_video_appointment(
+    db: asyncpg.Pool, practice: PracticeFixture, config: Config, clinician_role: str = "clinician"
+) -> Appointment:
+    """A 50-minute video appointment starting now, with its link, by the diary's own SQL."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    appointment_id, link_id = uuid.uuid4(), uuid.uuid4()
+    async with db.acquire() as conn, conn.transaction():
+        await insert_appointments(
+            conn,
+            NewAppointments(
+                practice.id,
+                practice.user(clinician_role).id,
+                practice.client.id,
+                practice.video_type.id,
+                None,
+                None,
+            ),
+            [appointment_id],
+            [Occurrence(1, start, start + timedelta(minutes=50))],
+        )
+        await insert_links(conn, practice.id, [link_id], [appointment_id])
+    token = LinkSigner(config.secret_key, config.base_url).token(link_id)
+    return Appointment(appointment_id, f"/v/{token}", f"/appointments/{appointment_id}/video")
+
+
+@dataclass
+class People:
+    """A clinician's and a client's browser, each in its own context (own cookies)."""
+
+    clinician: Page
+    client: Page
+    errors: list[str]
+
+
+OpenContext = Callable[..., Awaitable[BrowserContext]]
+
+
+@pytest.fixture
+async def new_context(browser: Browser, live_server: LiveServer) -> AsyncIterator[OpenContext]:
+    opened: list[BrowserContext] = []
+
+    async def open_context(**options: object) -> BrowserContext:
+        context = await browser.new_context(
+            base_url=live_server.url,
+            locale="en-GB",
+            timezone_id="Europe/London",
+            # Without camera/microphone permission Chromium hides host candidates behind
+            # mDNS names; granted, real loopback addresses are used.
+            permissions=["camera", "microphone"],
+            **options,  # type: ignore[arg-type]
+        )
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        opened.append(context)
+        return context
+
+    yield open_context
+    for context in opened:
+        await context.close()
+
+
+@asynccontextmanager
+async def two_people(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    clinician_email: str,
+    *,
+    client_on_phone: bool = False,
+) -> AsyncIterator[People]:
+    errors: list[str] = []
+    clinician_context = await new_context(viewport={"width": 1280, "height": 800})
+    await log_in(clinician_context, live_server, clinician_email)
+    phone = {"viewport": PHONE_VIEWPORT, "is_mobile": True, "has_touch": True}
+    client_context = await new_context(**(phone if client_on_phone else {}))
+    clinician = await clinician_context.new_page()
+    client = await client_context.new_page()
+    record_errors(clinician, "clinician", errors)
+    record_errors(client, "client", errors)
+    yield People(clinician, client, errors)
+    assert not errors, f"uncaught errors in the pages: {errors}"
+
+
+def record_errors(page: Page, who: str, errors: list[str]) -> None:
+    def on_error(error: Error) -> None:
+        errors.append(f"{who}: {error}")
+
+    page.on("pageerror", on_error)
+
+
+async def frames_advancing(video: Locator, wait_ms: int = 700) -> bool:
+    """True when the <video> is actually playing: decoded frames and time both grow."""
+    script = "v => [v.currentTime, v.getVideoPlaybackQuality().totalVideoFrames]"
+    before = await video.evaluate(script)
+    await asyncio.sleep(wait_ms / 1000)
+    after = await video.evaluate(script)
+    return bool(after[0] > before[0] and after[1] > before[1])
+
+
+async def expect_video_playing(video: Locator, timeout_s: float = 8.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await frames_advancing(video):  # samples over 0.7 s itself
+                return
+
+
+async def client_joins_waiting_room(client: Page, live_server: LiveServer, link: str) -> None:
+    await client.goto(live_server.at(link), wait_until="domcontentloaded")
+    await expect(
+        client.get_by_role("heading", name="Check your camera and microphone")
+    ).to_be_visible()
+    # The device check shows the camera and a moving microphone level (WebAudio meter).
+    await expect_video_playing(client.locator("#preview-video"))
+    await expect(client.locator("#mic-level")).not_to_have_attribute("data-level", "0")
+    await screenshot(client, "client-device-check")
+    await client.get_by_role("button", name="Join the waiting room").click()
+    await expect(client.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
+
+
+async def admit(people: People) -> None:
+    clinician, client = people.clinician, people.client
+    await expect(clinician.locator("#client-presence")).to_have_text(
+        "The client is in the waiting room."
+    )
+    await expect(client.locator("#clinician-presence")).to_have_attribute("data-present", "true")
+    await clinician.get_by_role("button", name="Admit client").click()
+    await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+    await expect(client.locator("body")).to_have_attribute("data-screen", "call")
+
+
+async def both_see_each_other(people: People) -> None:
+    await expect_video_playing(people.clinician.locator("#remote-video"))
+    await expect_video_playing(people.client.locator("#remote-video"))
+
+
+async def hang_up_dialog(page: Page) -> Locator:
+    await page.get_by_role("button", name="Hang up").click()
+    dialog = page.get_by_role("alertdialog", name="End the call?")
+    await expect(dialog).to_be_visible()
+    return dialog
+
+
+# --- the whole call ------------------------------------------------------------------------
+
+
+async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    async with two_people(
+        new_context, live_server, practice.clinician.email, client_on_phone=True
+    ) as people:
+        clinician, client = people.clinician, people.client
+
+        # R-B8: Switch to Video opens the waiting room (enough minutes: no message, R-M7).
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
+        await expect(clinician.locator("#client-presence")).to_have_text(
+            "The client has not arrived yet."
+        )
+        await expect(clinician.get_by_role("button", name="Admit client")).to_be_disabled()
+        await screenshot(clinician, "clinician-waiting-room-empty")
+
+        await client_joins_waiting_room(client, live_server, booked.link_path)
+        await screenshot(client, "client-waiting-room")
+        await screenshot(clinician, "clinician-waiting-room-client-arrived")
+        await admit(people)
+
+        # Each side sees the other's video actually playing, through the server.
+        await both_see_each_other(people)
+        await expect(clinician.locator("#call-duration")).not_to_have_text("0:00", timeout=4000)
+        await expect(clinician.locator("#quality")).not_to_have_attribute("data-level", "unknown")
+        await screenshot(clinician, "clinician-in-call")
+        await screenshot(client, "client-in-call-phone")
+
+        # A phone screen gets large touch targets.
+        box = await client.get_by_role("button", name="Hang up").bounding_box()
+        assert box is not None and box["height"] >= 48 and box["width"] >= 48
+
+        # R-C1 + R-C3: the client's End Call (after its own dialog) only asks.
+        dialog = await hang_up_dialog(client)
+        await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+        await screenshot(client, "client-hangup-dialog")
+        await dialog.get_by_role("button", name="End Call").click()
+        await expect(client.get_by_text("Waiting for your clinician to confirm")).to_be_visible()
+        await screenshot(client, "client-waiting-for-confirmation")
+
+        prompt = clinician.get_by_role("alertdialog", name="The client wants to end the call")
+        await expect(prompt).to_be_visible()
+        await screenshot(clinician, "clinician-client-wants-to-end")
+        await prompt.get_by_role("button", name="End Call").click()
+
+        # R-C4: the ended screens; the client's carries the practice's phone number.
+        await expect(clinician.get_by_role("heading", name="Appointment has ended")).to_be_visible()
+        await expect(
+            client.get_by_role("heading", name="Your appointment has ended")
+        ).to_be_visible()
+        await expect(client.locator("#ended-phone-link")).to_have_text("01632 960000")
+        await expect(client.locator("#ended-phone-link")).to_have_attribute(
+            "href", "tel:01632960000"
+        )
+        await screenshot(clinician, "clinician-ended")
+        await screenshot(client, "client-ended-phone")
+
+        # R-C5, R-C6: the link is dead and the clinician's page says the appointment is over.
+        await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
+        await expect(
+            client.get_by_role("heading", name="This call is no longer available")
+        ).to_be_visible()
+        await screenshot(client, "client-link-reopened-after-end")
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await expect(
+            clinician.get_by_role("heading", name="Appointment has already finished")
+        ).to_be_visible()
+        await screenshot(clinician, "clinician-reopened-finished")
+
+
+async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    async with two_people(new_context, live_server, practice.clinician.email) as people:
+        clinician, client = people.clinician, people.client
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await client_joins_waiting_room(client, live_server, booked.link_path)
+        await admit(people)
+        await both_see_each_other(people)
+
+        # Keyboard: Escape is Cancel, and focus goes back to the hang-up button (R-C1).
+        hang_up = client.get_by_role("button", name="Hang up")
+        dialog = await hang_up_dialog(client)
+        await client.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        await expect(hang_up).to_be_focused()
+
+        # R-C3: the clinician's Cancel carries on, and the client is told.
+        dialog = await hang_up_dialog(client)
+        await dialog.get_by_role("button", name="End Call").click()
+        prompt = clinician.get_by_role("alertdialog", name="The client wants to end the call")
+        await prompt.get_by_role("button", name="Cancel").click()
+        await expect(client.get_by_text("would like to carry on")).to_be_visible()
+        await expect(client.get_by_text("Waiting for your clinician to confirm")).to_be_hidden()
+        await screenshot(client, "client-clinician-carries-on")
+        await expect(client.locator("body")).to_have_attribute("data-screen", "call")
+
+        # R-C1 Refresh: a new media connection, still in the call, video flowing again.
+        old_connection = await clinician.evaluate("window.callSession.leg.pc !== null")
+        assert old_connection
+        await clinician.evaluate("window.oldPc = window.callSession.leg.pc")
+        dialog = await hang_up_dialog(clinician)
+        await dialog.get_by_role("button", name="Refresh").click()
+        await expect(dialog).to_be_hidden()
+        assert await clinician.evaluate("window.callSession.leg.pc !== window.oldPc")
+        await both_see_each_other(people)
+        await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+
+        # R-C8: a network drop is not an end; the page reconnects by itself, no reload.
+        await client.evaluate("window.samePage = true")
+        await client.context.set_offline(True)
+        await client.evaluate("window.callSession.connection.simulateDrop()")
+        await expect(client.locator("#connection-banner")).to_have_text(
+            "Connection lost. Reconnecting…"
+        )
+        await expect(clinician.locator("#other-away")).to_be_visible()
+        await screenshot(client, "client-reconnecting")
+        await client.context.set_offline(False)
+        await expect(client.locator("#connection-banner")).to_be_hidden()
+        await expect(clinician.locator("#other-away")).to_be_hidden()
+        assert await client.evaluate("window.samePage === true")
+        await both_see_each_other(people)
+
+        # R-C2: the clinician's End Call ends it for both at once.
+        dialog = await hang_up_dialog(clinician)
+        await dialog.get_by_role("button", name="End Call").click()
+        await expect(clinician.get_by_role("heading", name="Appointment has ended")).to_be_visible()
+        await expect(
+            client.get_by_role("heading", name="Your appointment has ended")
+        ).to_be_visible()
+
+
+# --- the waiting room ----------------------------------------------------------------------
+
+
+async def test_abandon_warns_then_kills_the_link(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    async with two_people(new_context, live_server, practice.clinician.email) as people:
+        clinician, client = people.clinician, people.client
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await client_joins_waiting_room(client, live_server, booked.link_path)
+        await expect(clinician.locator("#client-presence")).to_have_text(
+            "The client is in the waiting room."
+        )
+
+        # R-C7: Abandon warns that the link stops working; Escape backs out.
+        abandon = clinician.get_by_role("button", name="Abandon")
+        await abandon.click()
+        dialog = clinician.get_by_role("alertdialog", name="Abandon this appointment?")
+        await expect(dialog).to_contain_text("link will stop working")
+        await screenshot(clinician, "clinician-abandon-dialog")
+        await clinician.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        await expect(abandon).to_be_focused()
+        await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
+
+        await abandon.click()
+        await dialog.get_by_role("button", name="Abandon").click()
+        await expect(clinician.get_by_role("heading", name="Appointment abandoned")).to_be_visible()
+        await expect(
+            client.get_by_role("heading", name="This call is no longer available")
+        ).to_be_visible()
+        await screenshot(client, "client-abandoned")
+
+        # R-C5: re-opening the link, or the clinician's page, never opens a call again.
+        await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
+        await expect(
+            client.get_by_role("heading", name="This call is no longer available")
+        ).to_be_visible()
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await expect(
+            clinician.get_by_role("heading", name="Appointment has already finished")
+        ).to_be_visible()
+
+
+async def test_device_check_explains_a_refused_camera(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    booked = await book_video_appointment(db, practice, live_server.config)
+    context = await new_context(viewport=PHONE_VIEWPORT, is_mobile=True, has_touch=True)
+    # The person says "Block" in the browser's permission prompt: getUserMedia refuses.
+    await context.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () => "
+        "Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));"
+    )
+    page = await context.new_page()
+    await page.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
+    help_box = page.locator("#device-help")
+    await expect(help_box).to_be_visible()
+    await expect(help_box).to_contain_text("not allowing this page to use your camera")
+    await expect(page.get_by_role("button", name="Try again")).to_be_visible()
+    await expect(
+        page.get_by_role("button", name="Join without camera or microphone")
+    ).to_be_enabled()
+    await screenshot(page, "client-device-check-denied-phone")
+
+
+# --- the pre-call check (R-M7) -------------------------------------------------------------
+
+
+async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    # Balance 0: refused. The clinician only sees the message ...
+    booked = await book_video_appointment(db, practice, live_server.config)
+    clinician_context = await new_context()
+    await log_in(clinician_context, live_server, practice.clinician.email)
+    clinician = await clinician_context.new_page()
+    await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(clinician.get_by_role("heading", name="Video minutes exhausted")).to_be_visible()
+    await expect(clinician.locator("#blocked-message")).to_contain_text(
+        "ask a site administrator to buy more minutes"
+    )
+    await expect(
+        clinician.get_by_role("button", name="Buy 300 minutes", exact=False)
+    ).to_have_count(0)
+    await screenshot(clinician, "clinician-funds-exhausted")
+
+    # ... a site admin is offered the bundles right there, buys one, and the room opens.
+    own = await book_video_appointment(db, practice, live_server.config, "site_admin")
+    admin_context = await new_context()
+    await log_in(admin_context, live_server, practice.admin.email)
+    admin = await admin_context.new_page()
+    await admin.goto(live_server.at(own.clinician_page), wait_until="domcontentloaded")
+    await expect(admin.get_by_role("heading", name="Video minutes exhausted")).to_be_visible()
+    bundles = admin.locator(".bundle")
+    await expect(bundles).to_have_count(5)
+    await expect(bundles.first).to_contain_text("300 minutes — £3.00 + VAT £0.60 = £3.60")
+    await screenshot(admin, "site-admin-funds-exhausted-bundles")
+    await bundles.first.click()
+    purchase = admin.get_by_role("dialog", name="Buy video minutes")
+    await expect(purchase).to_contain_text("£3.60")
+    await purchase.get_by_role("button", name="Buy now").click()
+    await expect(admin.get_by_role("heading", name="Waiting room")).to_be_visible()
+    balance = await db.fetchval(
+        "SELECT balance_seconds FROM wallets WHERE practice_id = $1", practice.id
+    )
+    assert balance == 300 * 60
+
+    # 60 minutes left, 50 of them expected by the admin's open call: the clinician's
+    # 50-minute appointment gets the warning (0 < available < length) and may go ahead.
+    await adjust_balance(db, practice.id, -240 * 60, "test: leave 60 minutes")
+    await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(
+        clinician.get_by_role("heading", name="Not enough video minutes for the whole appointment")
+    ).to_be_visible()
+    await screenshot(clinician, "clinician-low-balance-warning")
+    await clinician.get_by_role("button", name="Open the waiting room anyway").click()
+    await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
