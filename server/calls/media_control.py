@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,7 +106,10 @@ class ServerMediaLegs:
         self._sockets = sockets
         self._meter = meter
         self._clock = clock
-        self._rtc_configuration = server_rtc_configuration(ice)
+        # With the public address known, STUN would only tell our legs what we already
+        # know, at the price of a round trip in every answer (5 s if the server is down).
+        leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
+        self._rtc_configuration = server_rtc_configuration(leg_ice)
         self._leg_settings = leg_settings or LegSettings(public_ip=ice.public_ip)
         self._quality_interval = quality_interval
         self._quality = LegQualityReporter(registry)

@@ -41,6 +41,7 @@ from tests.call_media_fixtures import (
     start_media,
     waiting_room,
 )
+from tests.calls_fixtures import book_video, fund, open_waiting_room
 from tests.calls_fixtures import wait_for as wait_until
 from tests.e2e.conftest_media import wait_for
 from tests.support import ApiClient, PracticeFixture
@@ -91,6 +92,17 @@ async def test_media_flows_both_ways_through_the_server_and_is_billed(
             )
     finally:
         await call.close()
+
+
+async def test_without_ice_settings_the_pages_get_no_ice_servers(
+    client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture, config: Config
+) -> None:
+    assert config.media.turn_secret is None and not config.media.stun_urls
+    await fund(db, practice, 60 * 60)
+    booked = await book_video(db, practice, config)
+    assert (await open_waiting_room(client, practice, booked))["ice_servers"] == []
+    joined = await client.post(f"/api/links/{booked.link_token}/join", json={})
+    assert (await joined.json())["ice_servers"] == []
 
 
 async def test_refresh_keeps_the_call_and_the_meter_and_media_is_back_within_2s(
