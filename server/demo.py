@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from server import practices
+from server.diary import appointments, booking
+from server.diary.recurrence import Frequency, Rule
 
 DEMO_PRACTICE = "Riverside Physio (demo)"
 DEMO_PASSWORD = "demo-password-1"
@@ -29,7 +34,9 @@ DEMO_USERS = (
 async def seed_demo(pool: asyncpg.Pool) -> list[DemoLogin]:
     """Create the demo practice once; later runs find it and change nothing."""
     logins = [DemoLogin(", ".join(roles), email, DEMO_PASSWORD) for _, email, roles in DEMO_USERS]
-    if await practices.login_record(pool, DEMO_USERS[0][1]) is not None:
+    existing = await practices.login_record(pool, DEMO_USERS[0][1])
+    if existing is not None:
+        await _book_demo_week(pool, existing["practice_id"])
         return logins
     async with pool.acquire() as conn, conn.transaction():
         practice = await practices.create_practice(
@@ -42,4 +49,35 @@ async def seed_demo(pool: asyncpg.Pool) -> list[DemoLogin]:
         )
         await practices.create_appointment_type(conn, practice.id, "Video consultation", 50, True)
         await practices.create_appointment_type(conn, practice.id, "Clinic visit", 30, False)
+    await _book_demo_week(pool, practice.id)
     return logins
+
+
+async def _book_demo_week(pool: asyncpg.Pool, practice_id: uuid.UUID) -> None:
+    """A video appointment tomorrow and a weekly series from the day after, once."""
+    if await appointments.has_appointments(pool, practice_id):
+        return
+    practice = await practices.get_practice(pool, practice_id)
+    users = await practices.list_users(pool, practice_id)
+    clients = await practices.search_clients(pool, practice_id)
+    types = await practices.list_appointment_types(pool, practice_id)
+    clinician = next((u for u in users if u.roles == ["clinician"]), None)
+    video = next((t for t in types if t.is_video and t.active), None)
+    if practice is None or clinician is None or video is None or not clients:
+        return
+    zone = ZoneInfo(practice.timezone)
+    today = datetime.now(UTC).astimezone(zone).date()
+
+    def local(days: int, hour: int) -> datetime:
+        return datetime.combine(today + timedelta(days=days), time(hour), zone)
+
+    single = booking.BookingRequest(clinician.id, clients[0].id, video.id, local(1, 10))
+    weekly = booking.BookingRequest(
+        clinician.id,
+        clients[0].id,
+        video.id,
+        local(2, 14),
+        Rule(Frequency.WEEKLY, today + timedelta(days=2 + 7 * 5)),
+    )
+    for request in (single, weekly):
+        await booking.book(pool, practice_id, None, request)
