@@ -12,6 +12,7 @@ import asyncpg
 from server import practices
 from server.diary import appointments, booking
 from server.diary.recurrence import Frequency, Rule
+from server.wallet.ledger import adjust_balance
 
 DEMO_PRACTICE = "Riverside Physio (demo)"
 DEMO_PASSWORD = "demo-password-1"
@@ -49,6 +50,8 @@ async def seed_demo(pool: asyncpg.Pool) -> list[DemoLogin]:
         )
         await practices.create_appointment_type(conn, practice.id, "Video consultation", 50, True)
         await practices.create_appointment_type(conn, practice.id, "Clinic visit", 30, False)
+        # Enough minutes for a couple of demo calls; buying more works in the sandbox.
+        await adjust_balance(conn, practice.id, 120 * 60, "demo starting balance")
     await _book_demo_week(pool, practice.id)
     return logins
 
