@@ -241,7 +241,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     from server.db import apply_migrations
     from server.embedded import EmbeddedServices
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sweeps = [int(n) for n in args.calls.split(",")]
     total = sum(sweeps) + args.idle_sockets
