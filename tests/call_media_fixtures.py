@@ -220,3 +220,28 @@ async def frames_grow(page: CallPage, by: int = 5, within: float = 2.0) -> float
 def last_luma(page: CallPage) -> float:
     lumas = page.peer.received.video_lumas
     return lumas[-1] if lumas else -1.0
+
+
+class NetworkCut:
+    """The page's network dies: nothing it sends over DTLS/SRTP reaches the server, while
+    ICE keep-alives still pass, so ICE stays "connected" and only silence tells."""
+
+    def __init__(self, page: CallPage) -> None:
+        self._page = page
+        self._patched: list[Any] = []
+
+    def start(self) -> None:
+        async def drop(data: bytes) -> None:
+            return None
+
+        for transceiver in self._page.peer.pc.getTransceivers():
+            # RTCIceTransport binds `_send = connection.send` once: replace that binding.
+            ice: Any = transceiver.sender.transport.transport
+            if ice not in self._patched:
+                ice._send = drop
+                self._patched.append(ice)
+
+    def stop(self) -> None:
+        for ice in self._patched:
+            ice._send = ice._connection.send
+        self._patched.clear()
