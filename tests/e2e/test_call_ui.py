@@ -128,8 +128,10 @@ async def admit(people: People) -> None:
         "The client is in the waiting room."
     )
     await expect(client.locator("#clinician-presence")).to_have_attribute("data-present", "true")
-    await clinician.get_by_role("button", name="Admit client").click()
+    # A double click admits once: no error for the second click.
+    await clinician.get_by_role("button", name="Admit client").dblclick()
     await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+    await expect(clinician.locator("#call-alert")).to_be_hidden()
     await expect(client.locator("body")).to_have_attribute("data-screen", "call")
 
 
@@ -304,10 +306,18 @@ async def test_abandon_warns_then_kills_the_link(
     booked = await book_video_appointment(db, practice, live_server.config)
     async with two_people(new_context, live_server, practice.clinician.email) as people:
         clinician, client = people.clinician, people.client
-        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        # The client comes early, before Switch to Video: they wait, told the clinician
+        # is not there yet, and see them arrive.
         await client_joins_waiting_room(client, live_server, booked.link_path)
+        await expect(client.locator("#clinician-presence")).to_have_text(
+            "Your clinician has not joined yet."
+        )
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
         await expect(clinician.locator("#client-presence")).to_have_text(
             "The client is in the waiting room."
+        )
+        await expect(client.locator("#clinician-presence")).to_have_attribute(
+            "data-present", "true"
         )
 
         # R-C7: Abandon warns that the link stops working; Escape backs out.
@@ -388,6 +398,15 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
         clinician.get_by_role("button", name="Buy 300 minutes", exact=False)
     ).to_have_count(0)
     await screenshot(clinician, "clinician-funds-exhausted")
+
+    # A receptionist cannot start video at all, and is told who can.
+    receptionist_context = await new_context()
+    await log_in(receptionist_context, live_server, practice.receptionist.email)
+    receptionist = await receptionist_context.new_page()
+    await receptionist.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(receptionist.locator("#problem-message")).to_have_text(
+        "only a clinician or site admin can start a video call"
+    )
 
     # ... a site admin is offered the bundles right there, buys one, and the room opens.
     own = await book_video_appointment(db, practice, live_server.config, "site_admin")
