@@ -31,7 +31,6 @@ async def request_json(
     headers: dict[str, str] | None = None,
     json_body: object | None = None,
     form: dict[str, str] | None = None,
-    auth: aiohttp.BasicAuth | None = None,
 ) -> JsonReply:
     try:
         async with session.request(
@@ -40,7 +39,6 @@ async def request_json(
             headers=headers,
             json=json_body,
             data=form,
-            auth=auth,
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
         ) as response:
             text = await response.text()

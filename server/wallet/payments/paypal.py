@@ -12,6 +12,7 @@ capture and its refunds, so every webhook names the purchase it is about.
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -139,13 +140,14 @@ class PayPalProvider:
     async def _access_token(self) -> str:
         if self._token and time.monotonic() < self._token_expires:
             return self._token
+        credentials = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
         reply = await request_json(
             self._session,
             "POST",
             self._base_url + "/v1/oauth2/token",
             timeout_seconds=self._timeout,
             form={"grant_type": "client_credentials"},
-            auth=aiohttp.BasicAuth(self._client_id, self._client_secret),
+            headers={"Authorization": f"Basic {credentials}", "Accept": "application/json"},
         )
         token = reply.body.get("access_token")
         if reply.status != 200 or not isinstance(token, str):
