@@ -284,12 +284,17 @@ async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
         assert await client.evaluate("window.samePage === true")
         await both_see_each_other(people)
 
-        # R-C2: the clinician's End Call ends it for both at once.
+        # R-C2: the clinician's End Call ends the call, even while the client is offline;
+        # back online, the client's page finds the link dead (R-C5) instead of retrying.
+        await client.context.set_offline(True)
+        await client.evaluate("window.callSession.connection.simulateDrop()")
+        await expect(clinician.locator("#other-away")).to_be_visible()
         dialog = await hang_up_dialog(clinician)
         await dialog.get_by_role("button", name="End Call").click()
         await expect(clinician.get_by_role("heading", name="Appointment has ended")).to_be_visible()
+        await client.context.set_offline(False)
         await expect(
-            client.get_by_role("heading", name="Your appointment has ended")
+            client.get_by_role("heading", name="This call is no longer available")
         ).to_be_visible()
 
 

@@ -46,8 +46,10 @@ function tokenStillFresh() {
   return expiresAt - Date.now() > TOKEN_MARGIN_MS;
 }
 
-async function currentSocketUrl() {
-  if (!tokenStillFresh()) await joinLink();
+async function currentSocketUrl(failedOpens) {
+  // A refused socket (e.g. the call ended while we were offline) looks like a network
+  // error: ask the link again, which says "no longer available" when that is the case.
+  if (failedOpens > 0 || !tokenStillFresh()) await joinLink();
   return socketUrl(callSocketPath(entry));
 }
 

@@ -165,7 +165,7 @@ async function enterWaitingRoom() {
   if (session) return;
   session = new CallSession({
     role: "clinician",
-    url: async () => socketUrl(started.websocket_path || `/ws/appointments/${appointmentId}/call`),
+    url: socketPathChecked,
     iceServers: started.ice_servers || [],
     localStream,
     hooks: {
@@ -181,6 +181,22 @@ async function enterWaitingRoom() {
     },
   });
   session.start();
+}
+
+/** The call socket's URL; after refused attempts, first check the session still holds. */
+async function socketPathChecked(failedOpens) {
+  if (failedOpens >= 2) {
+    try {
+      await requestJson("GET", "/api/me");
+    } catch (error) {
+      if (error instanceof ApiFailure && error.status === 401) {
+        showStartRefusal(error);
+        throw Object.assign(new Error(error.message), { final: true });
+      }
+      throw error;
+    }
+  }
+  return socketUrl(started.websocket_path || `/ws/appointments/${appointmentId}/call`);
 }
 
 async function prepareDevices() {

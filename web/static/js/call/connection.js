@@ -25,7 +25,10 @@ const FINAL_CLOSE_REASONS = new Set(["ended", "abandoned", "replaced", "call_ove
 export class CallConnection {
   /**
    * @param {object} options
-   * @param {() => Promise<string>} options.url  a fresh WebSocket URL per attempt (tokens expire)
+   * @param {(failedOpens: number) => Promise<string>} options.url  a fresh WebSocket URL per
+   *   attempt (tokens expire). `failedOpens` counts attempts in a row that never opened: a
+   *   refused upgrade looks like a network error to a page, so the page checks its
+   *   credentials again when it grows, and throws an error with `final` set to stop.
    * @param {(message: ServerMessage) => void} options.onMessage
    * @param {(state: ConnectionState, detail?: string) => void} options.onState
    */
@@ -39,6 +42,7 @@ export class CallConnection {
     this._lastSeq = 0;
     this._stopped = false;
     this._attempt = 0;
+    this._failedOpens = 0;
     this._retryTimer = null;
     this._heartbeatTimer = null;
     this._lastHeard = 0;
@@ -96,7 +100,7 @@ export class CallConnection {
   async _connect() {
     let url;
     try {
-      url = await this._url();
+      url = await this._url(this._failedOpens);
     } catch (error) {
       // The URL itself could not be had (e.g. the link's token endpoint refused): that is
       // an answer, not a network hiccup, unless we are offline.
@@ -110,8 +114,11 @@ export class CallConnection {
     if (this._stopped) return;
     const socket = new WebSocket(url);
     this._socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this._attempt = 0;
+      this._failedOpens = 0;
       this._lastHeard = Date.now();
       const first =
         this._streamId !== null
@@ -126,6 +133,7 @@ export class CallConnection {
       clearInterval(this._heartbeatTimer);
       if (this._socket === socket) this._socket = null;
       if (this._stopped) return;
+      if (!opened) this._failedOpens += 1;
       if (FINAL_CLOSE_REASONS.has(event.reason)) {
         this.stop(event.reason);
         return;
