@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from server.config import Config
 from server.wallet import ledger
+from server.wallet.checkout import reconcile_unsettled
+from server.wallet.services import WALLET
 from tests.providers.gocardless_fake import FakeGoCardless
 from tests.support import ApiClient, PracticeFixture, login_as
 from tests.wallet_fixtures import ledger_consistent, live_payments, running
@@ -206,3 +209,23 @@ async def test_a_provider_timeout_leaves_it_pending_then_reconcile_credits_once(
     assert len(gocardless.payments) == 1  # the retry used the same idempotency key
     assert await ledger.balance_seconds(db, practice.id) == 300 * 60
     assert await db.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'purchase'") == 1
+
+
+async def test_the_background_sweep_settles_a_purchase_left_pending(
+    app: web.Application,
+    client: ApiClient,
+    db: asyncpg.Pool,
+    practice: PracticeFixture,
+    gocardless: FakeGoCardless,
+) -> None:
+    # R-M4: a pending purchase nobody comes back to is found and settled by the sweep
+    admin = await _admin_with_mandate(client, practice, gocardless)
+    gocardless.stall_after_create = 1
+    body = await _buy(client, admin, "dd-sweep-00001")
+    assert body["http_status"] == 202
+    services = app[WALLET]
+    assert await reconcile_unsettled(services, older_than_seconds=3600) == 0  # too recent
+    assert await reconcile_unsettled(services, older_than_seconds=0) == 1
+    assert await reconcile_unsettled(services, older_than_seconds=0) == 0  # settled: not again
+    assert await ledger.balance_seconds(db, practice.id) == 300 * 60
+    assert len(gocardless.payments) == 1

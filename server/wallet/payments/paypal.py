@@ -21,6 +21,7 @@ import aiohttp
 from server.wallet.bundles import decimal_amount, parse_decimal_amount
 from server.wallet.payments.http_json import JsonReply, dig, request_json
 from server.wallet.payments.provider import (
+    OutcomeKind,
     PaymentRequest,
     ProviderOutcome,
     ProviderRejected,
@@ -59,15 +60,14 @@ class PayPalProvider:
         self._token_expires = 0.0
 
     async def create_payment(self, request: PaymentRequest) -> ProviderOutcome:
-        amount = {"currency_code": request.currency, "value": decimal_amount(request.gross_pence)}
-        amount["breakdown"] = {  # type: ignore[assignment]
-            "item_total": {
-                "currency_code": request.currency,
-                "value": decimal_amount(request.net_pence),
-            },
-            "tax_total": {
-                "currency_code": request.currency,
-                "value": decimal_amount(request.vat_pence),
+        def money(pence: int) -> dict[str, str]:
+            return {"currency_code": request.currency, "value": decimal_amount(pence)}
+
+        amount = {
+            **money(request.gross_pence),
+            "breakdown": {
+                "item_total": money(request.net_pence),
+                "tax_total": money(request.vat_pence),
             },
         }
         body = {
@@ -210,16 +210,22 @@ def capture_outcome(capture: Any, order_id: str | None) -> ProviderOutcome:
         amount = parse_decimal_amount(value) if isinstance(value, str) else None
     except ValueError:
         amount = None
-    common = {"payment_id": order_id, "capture_id": capture_id, "amount_pence": amount}
+    kind: OutcomeKind = "pending"
+    reason = None
     if status == "COMPLETED":
-        return ProviderOutcome("confirmed", status, **common)  # type: ignore[arg-type]
-    if status in ("REFUNDED", "PARTIALLY_REFUNDED", "REVERSED"):
-        reason = f"PayPal capture {status.lower()}"
-        return ProviderOutcome("reversed", status, reason=reason, **common)  # type: ignore[arg-type]
-    if status in ("DECLINED", "FAILED"):
-        reason = f"PayPal capture {status.lower()}"
-        return ProviderOutcome("failed", status, reason=reason, **common)  # type: ignore[arg-type]
-    return ProviderOutcome("pending", status, **common)  # type: ignore[arg-type]
+        kind = "confirmed"
+    elif status in ("REFUNDED", "PARTIALLY_REFUNDED", "REVERSED"):
+        kind, reason = "reversed", f"PayPal capture {status.lower()}"
+    elif status in ("DECLINED", "FAILED"):
+        kind, reason = "failed", f"PayPal capture {status.lower()}"
+    return ProviderOutcome(
+        kind,
+        status,
+        payment_id=order_id,
+        capture_id=capture_id,
+        amount_pence=amount,
+        reason=reason,
+    )
 
 
 def _approve_link(order: dict[str, Any]) -> str | None:
