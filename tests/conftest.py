@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -39,16 +41,21 @@ class ServiceUrls:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceUrls]:
+def services() -> Iterator[ServiceUrls]:
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     if database_url and redis_url:
         yield ServiceUrls(database_url, redis_url, None)
         return
-    embedded = EmbeddedServices(Path(tmp_path_factory.mktemp("services")))
-    with embedded:
-        asyncio.run(_tune_for_tests(embedded.database_url))
-        yield ServiceUrls(embedded.database_url, embedded.redis_url, embedded)
+    # Not under pytest's basetemp: pytest prunes old basetemp folders, and a second test run
+    # on the same machine would delete this run's database under it.
+    folder = Path(tempfile.mkdtemp(prefix="videoconsult-test-services-"))
+    try:
+        with EmbeddedServices(folder) as embedded:
+            asyncio.run(_tune_for_tests(embedded.database_url))
+            yield ServiceUrls(embedded.database_url, embedded.redis_url, embedded)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _tune_for_tests(admin_url: str) -> None:
