@@ -19,6 +19,15 @@ Billing follows media (R-M8): each leg's status (connected and RTP seen within t
 1.5 s) is the meter's "connected" signal for that participant, so a leg that fails or goes
 silent stops the billable clock within 2 s and it starts again when media is back.
 
+Every ~3 s a supervisor samples each leg's quality (``quality_stats`` to the clinician,
+per-leg gauges in ``/metrics``) and closes legs that failed or were closed by the browser
+(it makes a new offer when it is back).
+
+The room waits for an offer's answer (one event at a time), so answering must be quick:
+with ``MEDIA_PUBLIC_IP`` set our legs gather host candidates only (no STUN round trip;
+an unreachable STUN server would add 5 s to every answer), and an answer taking longer
+than ``OFFER_TIMEOUT_SECONDS`` is given up.
+
 Answers, errors and ``quality_stats`` go to the participant's current socket unnumbered
 (``seq`` 0), like the peer relay's: a stale answer replayed after a reconnect would be
 worse than none (the reconnected page makes a new offer).
