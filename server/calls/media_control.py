@@ -211,13 +211,14 @@ class ServerMediaLegs:
             return
         except Exception as refused:
             # The offer is the only input here: what aiortc cannot use is a bad offer.
-            log.info("call %s: %s's offer refused: %s", call_id, role, refused)
+            log.info("call %s: %s's offer refused: %s", call_id, role, _reason(refused))
             await self._tell(
                 call_id,
                 role,
                 Error(
                     code="invalid_field",
-                    message=f"The offer could not be used ({_reason(refused)})",
+                    message="The SDP offer could not be used: it must be a WebRTC offer "
+                    "with audio and/or video (Opus, VP8)",
                     field="sdp",
                 ),
             )
@@ -249,12 +250,14 @@ class ServerMediaLegs:
         try:
             await call.media.add_remote_candidate(Side(role.value), candidate or None, mid, index)
         except Exception as refused:
+            log.info("call %s: %s's candidate refused: %s", call_id, role, _reason(refused))
             await self._tell(
                 call_id,
                 role,
                 Error(
                     code="invalid_field",
-                    message=f"The ICE candidate could not be used ({_reason(refused)})",
+                    message="The ICE candidate could not be read: expected an SDP "
+                    "'candidate:' attribute",
                     field="candidate",
                 ),
             )
