@@ -169,13 +169,13 @@ def _query_moment(request: web.Request, name: str, zone: ZoneInfo) -> datetime:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), time(), zone).astimezone(UTC)
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+        if moment.tzinfo is None:
+            raise ApiError(400, "invalid_query", f"{name}: give the UTC offset", field=name)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ApiError(
             400, "invalid_query", f"{name}: expected YYYY-MM-DD or an ISO date-time", field=name
         ) from None
-    if moment.tzinfo is None:
-        raise ApiError(400, "invalid_query", f"{name}: give the UTC offset", field=name)
-    return moment.astimezone(UTC)
 
 
 async def list_appointments(request: web.Request) -> web.Response:
@@ -239,7 +239,8 @@ async def cancel_appointment(request: web.Request) -> web.Response:
         request, "receptionist", "clinician", "site_admin", action="cancel appointments"
     )
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
-    body = await read_body(request, CancelBody)
+    # Every field has a default: an empty body means "cancel this one, tell the client".
+    body = await read_body(request, CancelBody) if request.body_exists else CancelBody()
     result = await changes.cancel(
         request.app[DB],
         staff.practice_id,

@@ -100,22 +100,38 @@ async def load_parties(db: Executor, practice_id: uuid.UUID, request: BookingReq
     return Parties(practice, clinician, client, appointment_type)
 
 
-def plan_occurrences(parties: Parties, request: BookingRequest, now: datetime) -> list[Occurrence]:
-    duration = timedelta(minutes=parties.appointment_type.duration_minutes)
-    if request.rule is None:
-        occurrences = single(request.starts_at, duration)
-    else:
-        try:
-            occurrences = expand(
-                request.starts_at, duration, request.rule, parties.practice.timezone
-            )
-        except (TooManyOccurrences, EmptySeries) as exc:
-            raise Invalid(str(exc), field="recurrence.until") from None
-    if occurrences[0].ends_at <= now:
+# How far ahead the diary books: far enough for any practice, near enough that no date
+# arithmetic (time zones, recurrence) can run off the calendar.
+MAX_DAYS_AHEAD = 5 * 366
+
+
+def check_start(starts_at: datetime, duration: timedelta, now: datetime) -> None:
+    """Refuse a start whose appointment is already over or absurdly far ahead.
+
+    The bounds are checked first so that no arithmetic runs off the calendar.
+    """
+    if starts_at > now + timedelta(days=MAX_DAYS_AHEAD):
+        raise Invalid(f"starts_at is more than {MAX_DAYS_AHEAD} days ahead", field="starts_at")
+    if starts_at < now - timedelta(days=1) or starts_at + duration <= now:
         raise Invalid(
             "the appointment would already be over: choose a later starts_at", field="starts_at"
         )
-    return occurrences
+
+
+def plan_occurrences(parties: Parties, request: BookingRequest, now: datetime) -> list[Occurrence]:
+    duration = timedelta(minutes=parties.appointment_type.duration_minutes)
+    check_start(request.starts_at, duration, now)
+    if request.rule is None:
+        return single(request.starts_at, duration)
+    if request.rule.until > request.starts_at.date() + timedelta(days=MAX_DAYS_AHEAD):
+        raise Invalid(
+            f"a series may end at most {MAX_DAYS_AHEAD} days after it starts",
+            field="recurrence.until",
+        )
+    try:
+        return expand(request.starts_at, duration, request.rule, parties.practice.timezone)
+    except (TooManyOccurrences, EmptySeries) as exc:
+        raise Invalid(str(exc), field="recurrence.until") from None
 
 
 def _with_clashes(

@@ -19,8 +19,13 @@ from server import practices
 from server.db import Executor
 from server.diary import appointments, links, messages, outbox
 from server.diary.appointments import Appointment
-from server.diary.booking import PlannedOccurrence, active_clinician, clash_report
-from server.diary.errors import Conflict, Invalid, NotFound
+from server.diary.booking import (
+    PlannedOccurrence,
+    active_clinician,
+    check_start,
+    clash_report,
+)
+from server.diary.errors import Conflict, NotFound
 from server.diary.links import LinkState
 from server.diary.recurrence import Occurrence
 from server.diary.template_store import load_templates
@@ -85,10 +90,8 @@ async def cancel(
     now = now or datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
         appointment = await _appointment_to_change(conn, practice_id, appointment_id)
-        if appointment.status != "booked":
-            candidates: list[Appointment] = []
-        elif scope is CancelScope.THIS or appointment.series_id is None:
-            candidates = [appointment]
+        if scope is CancelScope.THIS or appointment.series_id is None:
+            candidates: list[Appointment] = [appointment] if appointment.status == "booked" else []
         else:
             assert appointment.series_position is not None
             candidates = await appointments.series_from(
@@ -147,11 +150,11 @@ async def move(
         clinician = appointment.clinician_id
         if clinician_id is not None and clinician_id != clinician:
             clinician = (await active_clinician(conn, practice_id, clinician_id)).id
-        moved = Occurrence(1, starts_at, starts_at + (appointment.ends_at - appointment.starts_at))
-        if moved.ends_at <= now:
-            raise Invalid(
-                "the appointment would already be over: choose a later starts_at", field="starts_at"
-            )
+        length = appointment.ends_at - appointment.starts_at
+        check_start(starts_at, length, now)
+        if starts_at == appointment.starts_at and clinician == appointment.clinician_id:
+            return appointment  # nothing to change (e.g. the second of a double click)
+        moved = Occurrence(1, starts_at.astimezone(UTC), starts_at.astimezone(UTC) + length)
         await appointments.lock_clinician_diary(conn, clinician)
         clashes = await appointments.find_clashes(conn, clinician, [moved], ignore=appointment.id)
         if clashes:

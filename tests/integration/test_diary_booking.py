@@ -361,6 +361,12 @@ BAD_BOOKING_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"skip_clashes": "yes"}, "skip_clashes"),
     ({"colour": "blue"}, "colour"),
     ({"starts_at": "2020-01-01T10:00:00+00:00"}, "starts_at"),  # already over
+    ({"starts_at": "0001-01-01T00:00:00+00:00"}, "starts_at"),
+    ({"starts_at": "9999-12-31T23:30:00+00:00"}, "starts_at"),  # beyond the diary's horizon
+    (
+        {"recurrence": {"frequency": "monthly_by_date", "until": "9999-12-31", "interval": 52}},
+        "recurrence.until",
+    ),
 ]
 
 
@@ -410,6 +416,7 @@ BAD_LIST_QUERIES: list[tuple[dict[str, str], str]] = [
     ({"from": "2030-06-10", "to": "2030-06-03"}, "to"),
     ({"from": "2030-01-01", "to": "2030-06-03"}, "to"),
     ({"from": "2030-06-03", "to": "2030-06-10", "clinician": "x"}, "clinician"),
+    ({"from": "0001-01-01T00:00:00+05:00", "to": "2030-06-10"}, "from"),
 ]
 
 

@@ -124,6 +124,16 @@ async def test_cancel_twice_changes_nothing_the_second_time(
     assert count == 2  # email + SMS, once
 
 
+async def test_cancel_needs_no_body(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool
+) -> None:
+    (appointment,) = (await book(client, practice, next_weekday_at(10)))["appointments"]
+    headers = await login_as(client, practice, "clinician")
+    response = await client.post(f"/api/appointments/{appointment['id']}/cancel", headers=headers)
+    assert response.status == 200
+    assert (await response.json())["cancelled"] == [appointment["id"]]
+
+
 async def test_cancel_without_notifying_the_client(
     client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool
 ) -> None:
@@ -210,6 +220,18 @@ async def test_move_keeps_the_link_and_length(
     assert datetime.fromisoformat(moved["ends_at"]) == new_start + timedelta(minutes=50)
     assert moved["link_state"] == "active"
     assert await db.fetchval("SELECT id FROM video_links") == link_before
+    # The same move again (a double click) changes nothing.
+    status, again = await _post(
+        client,
+        practice,
+        f"/api/appointments/{appointment['id']}/move",
+        {"starts_at": new_start.isoformat()},
+    )
+    assert status == 200 and again == moved
+    reminders = await db.fetch(
+        "SELECT status FROM outbox_messages WHERE trigger = 'appointment_reminder'"
+    )
+    assert sorted(r["status"] for r in reminders) == ["cancelled"] * 2 + ["scheduled"] * 2
 
 
 async def test_move_into_a_clash_is_refused_and_changes_nothing(
