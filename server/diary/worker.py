@@ -40,6 +40,12 @@ def backoff_seconds(settings: OutboxConfig, attempts: int) -> float:
     return min(settings.retry_base_seconds * 2.0 ** (attempts - 1), MAX_BACKOFF_SECONDS)
 
 
+def send_timeout_seconds(settings: OutboxConfig) -> float:
+    """A send is given up after a quarter of the lease, and only started while at least
+    half of the lease is left: a worker never sends on a lease another may have taken."""
+    return settings.lease_seconds / 4
+
+
 class OutboxWorker:
     def __init__(
         self,
@@ -54,19 +60,16 @@ class OutboxWorker:
         self._signer = signer
         self._email = email
         self._sms = sms
-        # A send is given up after a quarter of the lease and only started while at least
-        # half of it is left, so a worker never sends on a lease another may have taken.
-        self._send_timeout = settings.lease_seconds / 4
+        self._send_timeout = send_timeout_seconds(settings)
         self._stopping = asyncio.Event()
 
     @classmethod
     def from_config(cls, pool: asyncpg.Pool, config: Config) -> OutboxWorker:
-        timeout = config.outbox.lease_seconds / 4
         return cls(
             pool,
             config.outbox,
             LinkSigner(config.secret_key, config.base_url),
-            SmtpEmailSender(config.smtp, timeout),
+            SmtpEmailSender(config.smtp, send_timeout_seconds(config.outbox)),
             sms_sender_for(config),
         )
 
