@@ -106,18 +106,18 @@ async def link_page(request: web.Request) -> web.Response:
     if found is None:
         return _page("not_found", NOT_AVAILABLE_MESSAGE, [], 404)
     appointment, available = found
-    facts = _details(appointment, available)
+    if available:
+        return call_pages.client_page()  # a live link opens the call page (issue 7)
+    zone = appointment.practice_timezone
     rows = [
-        ("Date", facts["appointment"]["date"]),
-        ("Time", facts["appointment"]["time"]),
+        ("Date", local_date(appointment.starts_at, zone)),
+        ("Time", local_time(appointment.starts_at, zone)),
         ("With", appointment.clinician_name),
         ("Practice", appointment.practice_name),
     ]
-    if not available:
-        if appointment.practice_phone:
-            rows.append(("Questions? Phone", appointment.practice_phone))
-        return _page("not_available", NOT_AVAILABLE_MESSAGE, rows, 410)
-    return call_pages.client_page()  # a live link opens the call page (issue 7)
+    if appointment.practice_phone:
+        rows.append(("Questions? Phone", appointment.practice_phone))
+    return _page("not_available", NOT_AVAILABLE_MESSAGE, rows, 410)
 
 
 def add_routes(app: web.Application) -> None:
