@@ -103,17 +103,8 @@ async def _practice_timezone(request: web.Request, staff: Staff) -> ZoneInfo:
 
 
 def _occurrence_json(planned: PlannedOccurrence, zone: ZoneInfo) -> dict[str, Any]:
-    occurrence = planned.occurrence
-    return {
-        "position": occurrence.position,
-        "starts_at": occurrence.starts_at,
-        "ends_at": occurrence.ends_at,
-        "local_starts_at": occurrence.starts_at.astimezone(zone),
-        "clashes_with": [
-            {"appointment_id": c.appointment_id, "starts_at": c.starts_at, "ends_at": c.ends_at}
-            for c in planned.clashes
-        ],
-    }
+    local_starts_at = planned.occurrence.starts_at.astimezone(zone)
+    return {**booking.occurrence_report(planned), "local_starts_at": local_starts_at}
 
 
 @_diary_errors

@@ -143,21 +143,22 @@ def _with_clashes(
     return [PlannedOccurrence(o, by_position.get(o.position, [])) for o in occurrences]
 
 
+def occurrence_report(planned: PlannedOccurrence) -> dict[str, Any]:
+    """One occurrence and what it clashes with, as the API reports it."""
+    return {
+        "position": planned.occurrence.position,
+        "starts_at": planned.occurrence.starts_at,
+        "ends_at": planned.occurrence.ends_at,
+        "clashes_with": [
+            {"appointment_id": c.appointment_id, "starts_at": c.starts_at, "ends_at": c.ends_at}
+            for c in planned.clashes
+        ],
+    }
+
+
 def clash_report(planned: Sequence[PlannedOccurrence]) -> list[dict[str, Any]]:
-    """The clashing occurrences, as the API reports them."""
-    return [
-        {
-            "position": p.occurrence.position,
-            "starts_at": p.occurrence.starts_at,
-            "ends_at": p.occurrence.ends_at,
-            "clashes_with": [
-                {"appointment_id": c.appointment_id, "starts_at": c.starts_at, "ends_at": c.ends_at}
-                for c in p.clashes
-            ],
-        }
-        for p in planned
-        if p.clashes
-    ]
+    """The clashing occurrences only."""
+    return [occurrence_report(p) for p in planned if p.clashes]
 
 
 async def preview(
