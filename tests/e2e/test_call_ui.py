@@ -180,7 +180,11 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         # Each side sees the other's video actually playing, through the server.
         await both_see_each_other(people)
         await expect(clinician.locator("#call-duration")).not_to_have_text("0:00", timeout=4000)
-        await expect(clinician.locator("#quality")).not_to_have_attribute("data-level", "unknown")
+        # The quality indicator shows the server's own measurements of both media legs.
+        quality = clinician.locator("#quality")
+        await expect(quality).to_have_attribute("data-source", "server")
+        await expect(quality).to_contain_text("Client:")
+        await expect(quality).not_to_have_attribute("data-level", "unknown")
         await screenshot(clinician, "clinician-in-call")
         await screenshot(client, "client-in-call-phone")
 

@@ -288,19 +288,33 @@ function askAboutClientEnd(requestId) {
   });
 }
 
-/** Good / fair / poor from the server's quality_stats of this side's (or the client's) leg. */
+const qualityByRole = {}; // role -> {level, text}
+
+/**
+ * Good / fair / poor for each side's connection, from the server's quality_stats (its
+ * media legs measure both sides), or from this browser's own stats when the server sends
+ * none. The dot shows the worse of the two.
+ */
 function showQuality(stats) {
   const loss = stats.packet_loss_pct ?? 0;
   const rtt = stats.round_trip_ms ?? 0;
   const level = loss > 5 || rtt > 400 ? "poor" : loss > 1 || rtt > 200 ? "fair" : "good";
-  const quality = $("#quality");
   const parts = [`${level[0].toUpperCase()}${level.slice(1)}`];
   if (stats.round_trip_ms != null) parts.push(`${stats.round_trip_ms} ms`);
-  if (stats.packet_loss_pct != null) parts.push(`${stats.packet_loss_pct.toFixed(1)}% loss`);
-  const who = stats.role === "client" ? "Client's connection" : "Your connection";
-  quality.dataset.level = level;
-  quality.dataset[stats.role] = level;
-  quality.textContent = `${who}: ${parts.join(", ")}`;
+  if (stats.packet_loss_pct != null) parts.push(`${Number(stats.packet_loss_pct).toFixed(1)}% loss`);
+  qualityByRole[stats.role] = { level, text: parts.join(", ") };
+  const order = ["good", "fair", "poor"];
+  const worst = Object.values(qualityByRole).reduce(
+    (a, b) => (order.indexOf(b.level) > order.indexOf(a) ? b.level : a),
+    "good",
+  );
+  const lines = [];
+  if (qualityByRole.clinician) lines.push(`You: ${qualityByRole.clinician.text}`);
+  if (qualityByRole.client) lines.push(`Client: ${qualityByRole.client.text}`);
+  const quality = $("#quality");
+  quality.dataset.level = worst;
+  quality.dataset.source = stats.source || "server";
+  quality.textContent = `Connection — ${lines.join(" · ")}`;
 }
 
 function showEnded(ended) {
