@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -13,6 +12,7 @@ from server import call_pages, health, pages, practices_api
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS, TOKENS, NodeHealth
 from server.auth import routes as auth_routes
 from server.auth.tokens import TokenIssuer
+from server.busy import busy_middleware, redis_client
 from server.calls import api as calls_api
 from server.calls.engine import add_call_engine
 from server.config import Config, ConfigError
@@ -44,7 +44,12 @@ def create_app(config: Config) -> web.Application:
     )
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[health.metrics_middleware(requests, latency), error_middleware],
+        # busy_middleware inside error_middleware: overload is a 503, not a 500.
+        middlewares=[
+            health.metrics_middleware(requests, latency),
+            error_middleware,
+            busy_middleware,
+        ],
     )
     app[CONFIG] = config
     app[KEYS] = Keys(config.redis_prefix)
@@ -69,11 +74,8 @@ def create_app(config: Config) -> web.Application:
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.database_url and config.redis_url
-    app[DB] = await create_pool(config.database_url)
-    # Short timeouts: readiness must answer "Redis down" quickly, not hang.
-    app[REDIS] = aioredis.Redis.from_url(
-        config.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-    )
+    app[DB] = await create_pool(config.database_url, max_size=config.database_pool_size)
+    app[REDIS] = redis_client(config)
     try:
         yield
     finally:

@@ -113,6 +113,12 @@ class Config:
     redis_url: str | None = None
     redis_prefix: str = "vc:"
     data_dir: Path = Path(".videoconsult")
+    # Connections each node holds open. A request that finds every Redis connection busy
+    # waits up to pool_wait_seconds for one, then gets 503 "busy, retry" (never a 500);
+    # PostgreSQL requests queue for a connection in order (asyncpg's pool).
+    database_pool_size: int = 20
+    redis_max_connections: int = 100
+    pool_wait_seconds: float = 5.0
 
     # HTTP
     host: str = "127.0.0.1"
@@ -203,6 +209,10 @@ SETTINGS: dict[str, str] = {
     "redis_url": "Redis URL (redis://host:6379/0 or unix:///path/redis.sock); unset = embedded",
     "redis_prefix": "prefix of every Redis key of this deployment",
     "data_dir": "folder for the embedded PostgreSQL and Redis",
+    "database_pool_size": "PostgreSQL connections this node holds at most",
+    "redis_max_connections": "Redis connections this node holds at most",
+    "pool_wait_seconds": "how long a request waits for a free Redis connection before it is "
+    "answered 503 busy, retry",
     "host": "address to listen on",
     "port": "port to listen on",
     "public_url": "the URL people reach this server at (links in messages use it)",
@@ -291,6 +301,19 @@ def _build(raw: dict[str, str]) -> Config:
         kwargs["public_url"] = _check_url("public_url", raw["public_url"], {"http", "https"})
     if "port" in raw:
         kwargs["port"] = _parse_int("port", raw["port"], 0, 65535)
+    if "database_pool_size" in raw:
+        kwargs["database_pool_size"] = _parse_int(
+            "database_pool_size", raw["database_pool_size"], 2, 1000
+        )
+    if "redis_max_connections" in raw:
+        kwargs["redis_max_connections"] = _parse_int(
+            "redis_max_connections", raw["redis_max_connections"], 2, 100000
+        )
+    if "pool_wait_seconds" in raw:
+        wait = _parse_float("pool_wait_seconds", raw["pool_wait_seconds"])
+        if not 0.1 <= wait <= 120:
+            raise ConfigError(f"POOL_WAIT_SECONDS: must be between 0.1 and 120, got {wait}")
+        kwargs["pool_wait_seconds"] = wait
     if "max_body_bytes" in raw:
         kwargs["max_body_bytes"] = _parse_int("max_body_bytes", raw["max_body_bytes"], 1024)
     if "drain_seconds" in raw:
