@@ -18,7 +18,9 @@ from signalling.protocol import EndReason, MediaMessage, ServerMessage
 class PersistTransition:
     """One line of the call's audit log: who moved it from which phase to which, and why.
 
-    ``from_phase == to_phase`` for decisions that keep the phase (a declined end request).
+    Only phase changes are persisted. The hang-up dialogue (a client's end request, the
+    clinician's decline) keeps the phase and writes nothing; an end it leads to is recorded
+    with the reason ``clinician_ended_at_client_request``.
     """
 
     call_id: str

@@ -228,8 +228,10 @@ def _confirm_hangup(
         return _end(answered, actor, "clinician_ended", now)  # R-C2
     # R-C3: the client's End Call asks the clinician. The spent confirm id names the request;
     # a newer request replaces an unanswered one, so a stale answer cannot end the call.
+    # Not audited: the phase stays in progress and nothing durable changes (the audit log
+    # records phase changes; an end made at the client's request says so in its reason).
     asked = replace(answered, end_request_id=confirm_id)
-    effects: list[Effect] = [_persist(state, asked, actor, "client_requested_end", now)]
+    effects: list[Effect] = []
     if Role.CLINICIAN in asked.present:
         effects.append(Send(Role.CLINICIAN, ClientWantsToEnd(request_id=confirm_id)))
     return asked, effects
@@ -245,7 +247,8 @@ def _decide_end_request(
     decided = replace(state, end_request_id=None)
     if decision == "end":
         return _end(decided, actor, "clinician_ended_at_client_request", now)
-    effects: list[Effect] = [_persist(state, decided, actor, "clinician_declined_end", now)]
+    # Declining changes nothing durable either: no transaction on the hang-up dialogue.
+    effects: list[Effect] = []
     if Role.CLIENT in decided.present:
         effects.append(Send(Role.CLIENT, EndRequestCancelled()))
     return decided, effects

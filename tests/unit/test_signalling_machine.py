@@ -137,13 +137,18 @@ def test_client_end_only_asks_the_clinician() -> None:  # R-C3
         in_progress(), RequestHangup(CLIENT, "k1"), ConfirmHangup(CLIENT, "k1", "end")
     )
     assert state.phase is Phase.IN_PROGRESS
-    assert sent(effects, DOC) == [ClientWantsToEnd(request_id="k1")]
+    # The request and a decline change no phase: a message each, no durable effect (no
+    # transaction on the hang-up dialogue); only the end they may lead to is audited.
+    assert effects == [Send(DOC, ClientWantsToEnd(request_id="k1"))]
     state, effects = run(state, DecideEndRequest(DOC, "k1", "cancel"))
     assert state.phase is Phase.IN_PROGRESS and state.end_request_id is None
-    assert sent(effects, CLIENT) == [EndRequestCancelled()]
+    assert effects == [Send(CLIENT, EndRequestCancelled())]
     state, _ = run(state, RequestHangup(CLIENT, "k2"), ConfirmHangup(CLIENT, "k2", "end"))
     state, effects = run(state, DecideEndRequest(DOC, "k2", "end"))
     assert state.phase is Phase.ENDED
+    assert effects[0] == PersistTransition(
+        "call-1", DOC, Phase.IN_PROGRESS, Phase.ENDED, "clinician_ended_at_client_request", NOW
+    )
     assert DeactivateLink("call-1", "ended", NOW) in effects
 
 
@@ -272,6 +277,12 @@ def check_step(state: CallState, event: Event) -> CallState | None:
     if isinstance(event, ConfirmHangup):
         assert new.pending_confirm(event.actor) is None
         assert event.confirm_id in new.spent_ids
+    # The audit log has a line for each phase change, and writes nothing otherwise.
+    persisted = [e for e in effects if isinstance(e, PersistTransition)]
+    if new.phase is state.phase:
+        assert persisted == []
+    else:
+        assert [(p.from_phase, p.to_phase) for p in persisted] == [(state.phase, new.phase)]
     # Durable effects come first, so the room can commit before anything is sent.
     kinds = [isinstance(e, PersistTransition | DeactivateLink) for e in effects]
     assert kinds == sorted(kinds, reverse=True)
