@@ -155,6 +155,11 @@ class Room:
     def call_id(self) -> str:
         return self._state.call_id
 
+    @property
+    def has_connections(self) -> bool:
+        """A participant's connection is attached to this room."""
+        return bool(self._connections)
+
     async def open_waiting_room(self, actor: Role = Role.CLINICIAN) -> None:
         """Switch to Video after the pre-call check. Raises ``IllegalTransition`` if refused."""
         async with self._lock:

@@ -10,12 +10,13 @@ envelopes are msgspec structs so a Redis router can carry them between nodes unc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import msgspec
 
-from signalling.model import CALL_UNAVAILABLE_FOR_CLIENT, IllegalTransition, Role
+from signalling.model import CALL_UNAVAILABLE_FOR_CLIENT, IllegalTransition, Phase, Role
 from signalling.protocol import ClientMessage, Hello, Resume
 from signalling.room import CallStore, LoadedCall, Room
 
@@ -66,38 +67,81 @@ class LocalRouter:
 class Rooms:
     """The rooms of the calls this node owns, created on first use from the store.
 
-    A room whose call ended or was abandoned is dropped; a later connection loads the call
-    again, finds it terminal and is refused (R-C5, R-C6).
+    Each call's room is loaded once, however many connections ask at the same time, and
+    loads of different calls run side by side (no node-wide lock on the message path).
+    A room is dropped once its call ended or was abandoned (a later connection loads the
+    call again, finds it terminal and is refused: R-C5, R-C6), and a waiting room whose
+    call is not opened yet is dropped when its last participant leaves (nothing of it is
+    durable), so memory follows the calls and sockets in use.
     """
 
     def __init__(self, store: CallStore, make_room: Callable[[LoadedCall], Room]) -> None:
         self._store = store
         self._make_room = make_room
         self._rooms: dict[str, Room] = {}
-        self._loading = asyncio.Lock()
+        self._loading: dict[str, asyncio.Future[Room]] = {}
+        self._in_use: dict[str, int] = {}
 
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._rooms
 
+    def __len__(self) -> int:
+        return len(self._rooms)
+
     async def room(self, call_id: str) -> Room:
         """The call's room; raises ``IllegalTransition`` for a call the store does not know."""
-        async with self._loading:
-            room = self._rooms.get(call_id)
-            if room is None:
-                loaded = await self._store.load_call(call_id)
-                if loaded is None:
-                    raise IllegalTransition("unknown_call", CALL_UNAVAILABLE_FOR_CLIENT)
-                room = self._rooms[call_id] = self._make_room(loaded)
+        room = self._rooms.get(call_id)
+        if room is not None:
             return room
+        loading = self._loading.get(call_id)
+        if loading is None:
+            loading = self._loading[call_id] = asyncio.ensure_future(self._load(call_id))
+            loading.add_done_callback(lambda done: self._loaded(call_id, done))
+        # Shielded: one waiter giving up must not cancel the load the others wait for.
+        return await asyncio.shield(loading)
+
+    @contextlib.asynccontextmanager
+    async def using(self, call_id: str) -> AsyncIterator[Room]:
+        """The call's room, kept while the block runs; dropped after it if no longer needed."""
+        while True:
+            room = await self.room(call_id)
+            if self._rooms.get(call_id) is room:  # not dropped while we were resumed
+                break
+        self._in_use[call_id] = self._in_use.get(call_id, 0) + 1
+        try:
+            yield room
+        finally:
+            left = self._in_use[call_id] - 1
+            if left:
+                self._in_use[call_id] = left
+            else:
+                del self._in_use[call_id]
+                if _droppable(room) and self._rooms.get(call_id) is room:
+                    del self._rooms[call_id]
 
     async def dispatch(self, routed: RoutedMessage) -> None:
-        room = await self.room(routed.call_id)
-        match routed:
-            case ParticipantConnected(role=role, connection_id=connection_id, first=first):
-                await room.connect(role, connection_id, first)
-            case ParticipantMessage(role=role, connection_id=connection_id, message=message):
-                await room.receive(role, connection_id, message)
-            case ParticipantDisconnected(role=role, connection_id=connection_id):
-                await room.disconnect(role, connection_id)
-        if room.state.phase.terminal:
-            self._rooms.pop(routed.call_id, None)
+        async with self.using(routed.call_id) as room:
+            match routed:
+                case ParticipantConnected(role=role, connection_id=connection_id, first=first):
+                    await room.connect(role, connection_id, first)
+                case ParticipantMessage(role=role, connection_id=connection_id, message=message):
+                    await room.receive(role, connection_id, message)
+                case ParticipantDisconnected(role=role, connection_id=connection_id):
+                    await room.disconnect(role, connection_id)
+
+    async def _load(self, call_id: str) -> Room:
+        loaded = await self._store.load_call(call_id)
+        if loaded is None:
+            raise IllegalTransition("unknown_call", CALL_UNAVAILABLE_FOR_CLIENT)
+        room = self._rooms[call_id] = self._make_room(loaded)
+        return room
+
+    def _loaded(self, call_id: str, done: asyncio.Future[Room]) -> None:
+        self._loading.pop(call_id, None)
+        if not done.cancelled():
+            done.exception()  # every waiter got it; do not warn "never retrieved"
+
+
+def _droppable(room: Room) -> bool:
+    phase = room.state.phase
+    return phase.terminal or (phase is Phase.SCHEDULED and not room.has_connections)

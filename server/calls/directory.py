@@ -5,14 +5,17 @@ room whose call has no row yet (phase SCHEDULED). Such a call gets its id here, 
 appointment on this node, and keeps it when the waiting room opens (the row is inserted
 with that id), so the waiting client and the clinician meet in the same room.
 
-The ids of calls without a row live in this node's memory only: ``LocalRouter`` means one
-node owns every call. After a restart a waiting client reconnects and gets a new id, which
-is harmless because nothing was recorded under the old one.
+The ids of calls without a row live in this node's memory only, and only while a socket or
+a Switch to Video holds them: ``LocalRouter`` means one node owns every call. After a
+restart (or once every holder has gone) a waiting client reconnects and gets a new id,
+which is harmless because nothing was recorded under the old one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import msgspec
@@ -47,22 +50,70 @@ async def latest_call(db: Executor, appointment_id: uuid.UUID) -> CallSummary | 
 
 
 class CallDirectory:
+    """Call ids of appointments, with the not-yet-opened ones held only while in use.
+
+    An unopened call's id is kept while something holds it (a waiting client's socket, a
+    Switch to Video in progress) and forgotten when the last holder lets go, so memory is
+    bounded by the sockets and requests in flight, not by every appointment ever touched.
+    """
+
     def __init__(self, db: Executor) -> None:
         self._db = db
         self._unopened: dict[uuid.UUID, str] = {}  # appointment -> id its call will get
         self._appointment_of: dict[str, uuid.UUID] = {}
+        self._holders: dict[uuid.UUID, int] = {}
 
-    async def call_id_for(self, appointment_id: uuid.UUID) -> str:
-        """The id of the appointment's latest call, or of the one its Switch to Video opens."""
-        found = await latest_call(self._db, appointment_id)
-        if found is not None:
-            return str(found.id)
-        # Never forgotten: a caller that saw no row just before the insert still gets the
-        # id the row was inserted with.
-        call_id = self._unopened.setdefault(appointment_id, str(uuid.uuid4()))
-        self._appointment_of[call_id] = appointment_id
-        return call_id
+    def __len__(self) -> int:
+        """How many unopened calls' ids are held in memory."""
+        return len(self._unopened)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, appointment_id: uuid.UUID) -> AsyncIterator[str]:
+        """The id of the appointment's latest call, or of the one its Switch to Video opens.
+
+        While the block runs, an unopened call keeps its id (and the waiting room keyed by
+        it), so the clinician opening the room and a waiting client meet in the same room.
+        """
+        call_id = self._unopened.get(appointment_id)
+        if call_id is None:
+            found = await latest_call(self._db, appointment_id)
+            if found is not None:
+                yield str(found.id)
+                return
+            call_id = self._unopened.setdefault(appointment_id, str(uuid.uuid4()))
+            self._hold(appointment_id, call_id)
+            try:
+                # A Switch to Video may have inserted the row and let go of its id while we
+                # looked: look again now that the id is held (a later insert uses it).
+                found = await latest_call(self._db, appointment_id)
+            except BaseException:
+                self._let_go(appointment_id)
+                raise
+            if found is not None:
+                self._let_go(appointment_id)
+                yield str(found.id)
+                return
+        else:
+            self._hold(appointment_id, call_id)
+        try:
+            yield call_id
+        finally:
+            self._let_go(appointment_id)
 
     def unopened_appointment(self, call_id: str) -> uuid.UUID | None:
         """The appointment whose not-yet-opened call has this id, if any."""
         return self._appointment_of.get(call_id)
+
+    def _hold(self, appointment_id: uuid.UUID, call_id: str) -> None:
+        self._appointment_of[call_id] = appointment_id
+        self._holders[appointment_id] = self._holders.get(appointment_id, 0) + 1
+
+    def _let_go(self, appointment_id: uuid.UUID) -> None:
+        left = self._holders.get(appointment_id, 0) - 1
+        if left > 0:
+            self._holders[appointment_id] = left
+            return
+        self._holders.pop(appointment_id, None)
+        call_id = self._unopened.pop(appointment_id, None)
+        if call_id is not None:
+            self._appointment_of.pop(call_id, None)

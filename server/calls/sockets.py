@@ -79,9 +79,11 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         max_msg_size=4 * MAX_MESSAGE_BYTES,
     )
     await ws.prepare(request)
-    call_id = await engine.directory.call_id_for(appointment_id)
-    connection = _Connection(engine, ws, call_id, role, secrets.token_urlsafe(12))
-    await connection.serve()
+    # Held while the socket is open: a client waiting before Switch to Video keeps the id
+    # its call will be opened with; it is forgotten once no socket or request holds it.
+    async with engine.directory.hold(appointment_id) as call_id:
+        connection = _Connection(engine, ws, call_id, role, secrets.token_urlsafe(12))
+        await connection.serve()
     return ws
 
 

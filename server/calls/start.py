@@ -58,22 +58,22 @@ async def start_video(request: web.Request) -> web.Response:
             db, staff.practice_id, appointment.duration_seconds, staff.roles
         )
         _refuse_unless_allowed(precall, body.go_ahead)
-        call_id = await engine.directory.call_id_for(appointment_id)
-        request_open = OpenRequest(roles=staff.roles, go_ahead=body.go_ahead)
-        engine.store.expect_open(call_id, request_open)
-        try:
-            room = await engine.rooms.room(call_id)
-            await room.open_waiting_room()
-        except PrecallRefused as refused:  # minutes changed between the two checks
-            _refuse_unless_allowed(refused.result, body.go_ahead)
-            raise
-        except (AlreadyOpen, IllegalTransition):
-            found = await latest_call(db, appointment_id)
-            if found is None:
+        async with engine.directory.hold(appointment_id) as call_id:
+            request_open = OpenRequest(roles=staff.roles, go_ahead=body.go_ahead)
+            engine.store.expect_open(call_id, request_open)
+            try:
+                async with engine.rooms.using(call_id) as room:
+                    await room.open_waiting_room()
+            except PrecallRefused as refused:  # minutes changed between the two checks
+                _refuse_unless_allowed(refused.result, body.go_ahead)
                 raise
-            return _existing_call(request, found)
-        finally:
-            engine.store.forget_open(call_id)
+            except (AlreadyOpen, IllegalTransition):
+                found = await latest_call(db, appointment_id)
+                if found is None:
+                    raise
+                return _existing_call(request, found)
+            finally:
+                engine.store.forget_open(call_id)
     result = request_open.result or precall
     return _call_reply(request, appointment_id, call_id, "waiting_room_open", result, 201)
 
