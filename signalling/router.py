@@ -103,31 +103,43 @@ class Rooms:
     @contextlib.asynccontextmanager
     async def using(self, call_id: str) -> AsyncIterator[Room]:
         """The call's room, kept while the block runs; dropped after it if no longer needed."""
-        while True:
-            room = await self.room(call_id)
-            if self._rooms.get(call_id) is room:  # not dropped while we were resumed
-                break
-        self._in_use[call_id] = self._in_use.get(call_id, 0) + 1
+        room = await self._enter(call_id)
         try:
             yield room
         finally:
-            left = self._in_use[call_id] - 1
-            if left:
-                self._in_use[call_id] = left
-            else:
-                del self._in_use[call_id]
-                if _droppable(room) and self._rooms.get(call_id) is room:
-                    del self._rooms[call_id]
+            self._leave(call_id, room)
 
     async def dispatch(self, routed: RoutedMessage) -> None:
-        async with self.using(routed.call_id) as room:
+        # ``using`` spelt out: this is every message's path, and a generator-based context
+        # manager per message is a measurable share of the relay's CPU.
+        room = await self._enter(routed.call_id)
+        try:
             match routed:
-                case ParticipantConnected(role=role, connection_id=connection_id, first=first):
-                    await room.connect(role, connection_id, first)
                 case ParticipantMessage(role=role, connection_id=connection_id, message=message):
                     await room.receive(role, connection_id, message)
+                case ParticipantConnected(role=role, connection_id=connection_id, first=first):
+                    await room.connect(role, connection_id, first)
                 case ParticipantDisconnected(role=role, connection_id=connection_id):
                     await room.disconnect(role, connection_id)
+        finally:
+            self._leave(routed.call_id, room)
+
+    async def _enter(self, call_id: str) -> Room:
+        room = self._rooms.get(call_id)
+        while room is None or self._rooms.get(call_id) is not room:
+            # Not loaded, or dropped while this task waited to resume after the load.
+            room = await self.room(call_id)
+        self._in_use[call_id] = self._in_use.get(call_id, 0) + 1
+        return room
+
+    def _leave(self, call_id: str, room: Room) -> None:
+        left = self._in_use[call_id] - 1
+        if left:
+            self._in_use[call_id] = left
+            return
+        del self._in_use[call_id]
+        if _droppable(room) and self._rooms.get(call_id) is room:
+            del self._rooms[call_id]
 
     async def _load(self, call_id: str) -> Room:
         loaded = await self._store.load_call(call_id)

@@ -20,6 +20,7 @@ that is a ``Leave``, never an end (R-C8).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
@@ -83,7 +84,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     # its call will be opened with; it is forgotten once no socket or request holds it.
     async with engine.directory.hold(appointment_id) as call_id:
         connection = _Connection(engine, ws, call_id, role, secrets.token_urlsafe(12))
-        await connection.serve()
+        await connection.serve(request.transport)
     return ws
 
 
@@ -103,9 +104,9 @@ class _Connection:
         self._id = connection_id
         self._joined = False
 
-    async def serve(self) -> None:
+    async def serve(self, transport: asyncio.Transport | None) -> None:
         hub = self._engine.hub
-        hub.register(self._id, self._ws)
+        hub.register(self._id, self._ws, transport)
         try:
             async for frame in self._ws:
                 if frame.type is WSMsgType.ERROR:
