@@ -97,7 +97,7 @@ def run_raw_relay() -> None:
     pairs: dict[str, dict[str, web.WebSocketResponse]] = {}
 
     async def relay(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(compress=False)  # as our call sockets: same wire work
         await ws.prepare(request)
         pair, side = request.query["pair"], request.query["side"]
         sockets = pairs.setdefault(pair, {})
@@ -167,6 +167,20 @@ class Participant:
         await self.ws.close()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+
+# Browsers offer permessage-deflate on every WebSocket (window bits 15); so do we, unless
+# --no-deflate. The server decides whether to accept.
+CLIENT_DEFLATE_BITS = {"bits": 15}
+
+
+async def connect_ws(
+    session: aiohttp.ClientSession, url: str, **options: Any
+) -> aiohttp.ClientWebSocketResponse:
+    ws: aiohttp.ClientWebSocketResponse = await session.ws_connect(
+        url, compress=CLIENT_DEFLATE_BITS["bits"], **options
+    )
+    return ws
 
 
 class Counters:
@@ -272,11 +286,11 @@ class ProductCall:
         path = f"{base}/ws/appointments/{appointment_id}/call"
         await with_busy_retries(counters, start)
         doc = Participant(
-            await with_busy_retries(counters, lambda: session.ws_connect(path, headers=staff))
+            await with_busy_retries(counters, lambda: connect_ws(session, path, headers=staff))
         )
         client = Participant(
             await with_busy_retries(
-                counters, lambda: session.ws_connect(path, params={"token": token})
+                counters, lambda: connect_ws(session, path, params={"token": token})
             )
         )
         await doc.send({"type": "hello", "v": 1})
@@ -321,8 +335,8 @@ class BaselinePair:
 
     @classmethod
     async def set_up(cls, session: aiohttp.ClientSession, base: str, pair: int) -> BaselinePair:
-        a = await session.ws_connect(f"{base}/ws", params={"pair": str(pair), "side": "a"})
-        b = await session.ws_connect(f"{base}/ws", params={"pair": str(pair), "side": "b"})
+        a = await connect_ws(session, f"{base}/ws", params={"pair": str(pair), "side": "a"})
+        b = await connect_ws(session, f"{base}/ws", params={"pair": str(pair), "side": "b"})
         return cls(Participant(a), Participant(b))
 
     async def round(self) -> float:
@@ -444,7 +458,7 @@ async def idle_sockets(
         path = f"{server.base}/ws/appointments/{appointment}/call"
         async with gate:
             ws = await with_busy_retries(
-                counters, lambda: session.ws_connect(path, params={"token": token})
+                counters, lambda: connect_ws(session, path, params={"token": token})
             )
             participant = Participant(ws)
             await participant.send({"type": "hello", "v": 1})
@@ -622,6 +636,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     from server.embedded import EmbeddedServices
 
     limit = raise_open_files_limit()
+    CLIENT_DEFLATE_BITS["bits"] = 0 if args.no_deflate else 15
     sweeps = [int(n) for n in args.calls.split(",") if n]
     if args.idle_sockets + 100 > limit:
         raise SystemExit(f"--idle-sockets {args.idle_sockets} needs RLIMIT_NOFILE > {limit}")
@@ -696,6 +711,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--time-limit", type=float, default=900, help="give up after this many seconds"
+    )
+    parser.add_argument(
+        "--no-deflate",
+        action="store_true",
+        help="clients do not offer permessage-deflate (browsers do)",
     )
     parser.add_argument("--raw-relay", action="store_true", help=argparse.SUPPRESS)
     return parser
