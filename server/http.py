@@ -24,6 +24,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _encoder = msgspec.json.Encoder()
 _FIELD_IN_MESSAGE = re.compile(r"at `\$\.?([^`]*)`")
+_NAMED_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]*)`")
+
+
+def field_in_error(message: str) -> str | None:
+    """The dotted path of the field a msgspec validation message is about, if it names one.
+
+    ``Expected `int` - at `$.a.b``` -> ``a.b``; ``Object missing required field `x` - at `$.a```
+    -> ``a.x``; ``Object contains unknown field `x``` -> ``x``.
+    """
+    at = _FIELD_IN_MESSAGE.search(message)
+    path = at.group(1) if at else ""
+    named = _NAMED_FIELD.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None
 
 
 class ApiError(web.HTTPException):
@@ -84,12 +99,7 @@ async def read_body(request: web.Request, body_type: type[T]) -> T:
         return msgspec.json.decode(raw, type=body_type, strict=True)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        match = _FIELD_IN_MESSAGE.search(message)
-        field = match.group(1) if match else None
-        if field is None and "unknown field" in message:
-            unknown = re.search(r"unknown field `([^`]*)`", message)
-            field = unknown.group(1) if unknown else None
-        raise ApiError(400, "invalid_body", message, field=field or None) from None
+        raise ApiError(400, "invalid_body", message, field=field_in_error(message)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
 

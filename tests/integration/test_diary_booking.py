@@ -351,7 +351,7 @@ BAD_BOOKING_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"client_id": "not-a-uuid"}, "client_id"),
     ({"clinician_id": None}, "clinician_id"),
     ({"recurrence": {"frequency": "yearly", "until": "2030-02-01"}}, "recurrence.frequency"),
-    ({"recurrence": {"frequency": "weekly"}}, "recurrence"),
+    ({"recurrence": {"frequency": "weekly"}}, "recurrence.until"),
     (
         {"recurrence": {"frequency": "weekly", "until": "2030-02-01", "interval": 0}},
         "recurrence.interval",

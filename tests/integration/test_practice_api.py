@@ -132,6 +132,7 @@ async def test_duplicate_email_is_a_conflict(client: ApiClient, practice: Practi
         ("/api/clients", b'{"name": ""}', 400, "name"),
         ("/api/clients", b'{"name": "A", "email": "no-at-sign"}', 400, "email"),
         ("/api/clients", b"[]", 400, None),
+        ("/api/clients", b"{}", 400, "name"),
         (
             "/api/users",
             b'{"email": "a@b.c", "name": "A", "password": "long-enough-pw", "roles": ["owner"]}',
