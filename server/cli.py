@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -37,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     _configure_logging(config.log_format)
+    if (
+        args.command == "demo"
+        and args.email_provider is None
+        and "EMAIL_PROVIDER" not in os.environ
+    ):
+        # A demo machine has no mail server: show the messages in the log instead.
+        config = replace(config, email_provider="log")
     try:
         if args.command == "migrate":
             return asyncio.run(_migrate(config))

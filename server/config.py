@@ -46,6 +46,7 @@ class OutboxConfig:
 
 
 SMS_PROVIDERS = ("log",)
+EMAIL_PROVIDERS = ("smtp", "log")
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class Config:
 
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     sms_provider: str = "log"  # only "log" (development) so far
+    email_provider: str = "smtp"  # "log" writes mail to the log (the demo's default)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
@@ -233,6 +235,7 @@ SETTINGS: dict[str, str] = {
     "smtp_password": "SMTP password",
     "smtp_sender": "From address of outgoing mail",
     "sms_provider": "SMS adapter: log (writes messages to the log; development only)",
+    "email_provider": "smtp, or log (writes mail to the log; the demo's default)",
     "outbox_worker": "run the outbox worker (client messages) on this node",
     "outbox_poll_seconds": "how often the outbox worker looks for due messages",
     "outbox_max_attempts": "delivery attempts before a message is marked failed",
@@ -347,6 +350,13 @@ def _build(raw: dict[str, str]) -> Config:
                 f"SMS_PROVIDER: expected one of {wanted}, got {raw['sms_provider']!r}"
             )
         kwargs["sms_provider"] = raw["sms_provider"]
+    if "email_provider" in raw:
+        if raw["email_provider"] not in EMAIL_PROVIDERS:
+            wanted = ", ".join(EMAIL_PROVIDERS)
+            raise ConfigError(
+                f"EMAIL_PROVIDER: expected one of {wanted}, got {raw['email_provider']!r}"
+            )
+        kwargs["email_provider"] = raw["email_provider"]
     if "link_grace_minutes" in raw:
         kwargs["link_grace_minutes"] = _parse_int(
             "link_grace_minutes", raw["link_grace_minutes"], 0, 7 * 24 * 60

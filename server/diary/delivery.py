@@ -75,6 +75,19 @@ class SmtpEmailSender:
             raise DeliveryError(f"SMTP: {type(exc).__name__}: {exc}") from None
 
 
+class LogEmailSender:
+    """Development adapter: writes the email to the log instead of sending it."""
+
+    async def send_email(self, message_id: uuid.UUID, to: str, subject: str, body: str) -> None:
+        log.info("email %s to %s: %s\n%s", message_id, to, subject, body)
+
+
+def email_sender_for(config: Config, timeout_seconds: float) -> EmailSender:
+    if config.email_provider == "log":
+        return LogEmailSender()
+    return SmtpEmailSender(config.smtp, timeout_seconds)
+
+
 class LogSmsSender:
     """Development adapter: writes the SMS to the log instead of sending it."""
 

@@ -21,7 +21,7 @@ from server.diary.delivery import (
     DeliveryError,
     EmailSender,
     SmsSender,
-    SmtpEmailSender,
+    email_sender_for,
     sms_sender_for,
 )
 from server.diary.links import LinkSigner
@@ -69,7 +69,7 @@ class OutboxWorker:
             pool,
             config.outbox,
             LinkSigner(config.secret_key, config.base_url),
-            SmtpEmailSender(config.smtp, send_timeout_seconds(config.outbox)),
+            email_sender_for(config, send_timeout_seconds(config.outbox)),
             sms_sender_for(config),
         )
 

@@ -57,3 +57,9 @@ def test_cli_overrides_win_over_environment() -> None:
 def test_unix_socket_database_url_is_accepted() -> None:
     config = load_config({"DATABASE_URL": "postgresql://postgres:@/postgres?host=/run/pg"})
     assert config.database_url is not None
+
+
+def test_email_provider_is_checked() -> None:
+    assert load_config({"EMAIL_PROVIDER": "log"}).email_provider == "log"
+    with pytest.raises(ConfigError, match="EMAIL_PROVIDER"):
+        load_config({"EMAIL_PROVIDER": "pigeon"})
