@@ -57,16 +57,16 @@ async def seed_demo(pool: asyncpg.Pool) -> list[DemoLogin]:
 
 
 async def _book_demo_week(pool: asyncpg.Pool, practice_id: uuid.UUID) -> None:
-    """A video appointment tomorrow and a weekly series from the day after, once."""
+    """For each clinician: a video appointment tomorrow and a weekly series, once."""
     if await appointments.has_appointments(pool, practice_id):
         return
     practice = await practices.get_practice(pool, practice_id)
     users = await practices.list_users(pool, practice_id)
     clients = await practices.search_clients(pool, practice_id)
     types = await practices.list_appointment_types(pool, practice_id)
-    clinician = next((u for u in users if u.roles == ["clinician"]), None)
+    clinicians = [u for u in users if "clinician" in u.roles]
     video = next((t for t in types if t.is_video and t.active), None)
-    if practice is None or clinician is None or video is None or not clients:
+    if practice is None or not clinicians or video is None or not clients:
         return
     zone = ZoneInfo(practice.timezone)
     today = datetime.now(UTC).astimezone(zone).date()
@@ -74,13 +74,16 @@ async def _book_demo_week(pool: asyncpg.Pool, practice_id: uuid.UUID) -> None:
     def local(days: int, hour: int) -> datetime:
         return datetime.combine(today + timedelta(days=days), time(hour), zone)
 
-    single = booking.BookingRequest(clinician.id, clients[0].id, video.id, local(1, 10))
-    weekly = booking.BookingRequest(
-        clinician.id,
-        clients[0].id,
-        video.id,
-        local(2, 14),
-        Rule(Frequency.WEEKLY, today + timedelta(days=2 + 7 * 5)),
-    )
-    for request in (single, weekly):
-        await booking.book(pool, practice_id, None, request)
+    # Whoever logs in first (the admin is a clinician too) sees a living diary.
+    for offset, clinician in enumerate(clinicians):
+        client_id = clients[0].id
+        single = booking.BookingRequest(clinician.id, client_id, video.id, local(1, 10 + offset))
+        weekly = booking.BookingRequest(
+            clinician.id,
+            client_id,
+            video.id,
+            local(2, 14 + offset),
+            Rule(Frequency.WEEKLY, today + timedelta(days=2 + 7 * 5)),
+        )
+        for request in (single, weekly):
+            await booking.book(pool, practice_id, None, request)
