@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,6 +43,38 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, kept only while someone holds it or waits for it.
+
+    A plain ``dict.setdefault(key, Lock())`` keeps a lock for every key ever used (every
+    appointment ever started, for the life of the node); here the last one out drops it.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        """How many keys have a lock now (held or waited for)."""
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            # Also on cancellation while waiting: the count is ours to give back.
+            _, left = self._locks[key]
+            if left > 1:
+                self._locks[key] = (lock, left - 1)
+            else:
+                del self._locks[key]
+
+
 def new_protocol_id() -> str:
     """Confirm, end-request and stream ids: unguessable, so a client cannot forge one."""
     return secrets.token_urlsafe(12)
@@ -61,11 +93,13 @@ class CallEngine:
     router: LocalRouter
     media: ServerMediaLegs
     stopping: bool = False
-    _opening: dict[uuid.UUID, asyncio.Lock] = field(default_factory=dict)
+    opening: KeyedLocks = field(default_factory=KeyedLocks)
 
-    def opening_lock(self, appointment_id: uuid.UUID) -> asyncio.Lock:
+    def opening_lock(
+        self, appointment_id: uuid.UUID
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialises Switch to Video per appointment (a double click waits for the first)."""
-        return self._opening.setdefault(appointment_id, asyncio.Lock())
+        return self.opening.hold(appointment_id)
 
 
 CALL_ENGINE = web.AppKey("call_engine", CallEngine)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+from aiohttp import web
 
+from server.calls.engine import CALL_ENGINE, KeyedLocks
 from server.config import Config
 from server.wallet.precall import FUNDS_EXHAUSTED
 from tests.calls_fixtures import book_video, call_row, fund, start_video
@@ -172,3 +174,56 @@ async def test_a_double_click_opens_one_call(
     assert entries[0]["actor_kind"] == "clinician"
     assert entries[0]["actor_id"] == str(practice.clinician.id)
     assert entries[0]["actor_name"] == practice.clinician.name
+
+
+async def test_switch_to_video_keeps_no_lock_per_appointment_once_done(
+    client: ApiClient,
+    app: web.Application,
+    db: asyncpg.Pool,
+    practice: PracticeFixture,
+    config: Config,
+) -> None:
+    # R-B8 double clicks still serialise, but memory follows the requests in flight, not
+    # every appointment ever started.
+    engine = app[CALL_ENGINE]
+    await fund(db, practice, 500 * 60)
+    for _ in range(3):
+        booked = await book_video(db, practice, config)
+        replies = await asyncio.gather(*(start_video(client, practice, booked) for _ in range(3)))
+        assert sorted(r.status for r in replies) == [200, 200, 201]
+    assert len(engine.opening) == 0
+    assert await db.fetchval("SELECT count(*) FROM calls") == 3
+
+
+async def test_keyed_locks_serialise_one_key_and_forget_it_after_waiters_and_cancellations() -> (
+    None
+):
+    locks = KeyedLocks()
+    order: list[str] = []
+    first_in = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first() -> None:
+        async with locks.hold("a"):
+            first_in.set()
+            await release_first.wait()
+            order.append("first")
+
+    async def second() -> None:
+        async with locks.hold("a"):
+            order.append("second")
+
+    holder = asyncio.create_task(first())
+    await first_in.wait()
+    waiter = asyncio.create_task(second())
+    cancelled = asyncio.create_task(second())
+    await asyncio.sleep(0)
+    assert len(locks) == 1
+    cancelled.cancel()  # gave up while waiting: its share of the lock is given back
+    async with locks.hold("b"):  # another key does not wait for "a"
+        assert len(locks) == 2
+    release_first.set()
+    await asyncio.gather(holder, waiter)
+    assert order == ["first", "second"]
+    assert cancelled.cancelled()
+    assert len(locks) == 0
