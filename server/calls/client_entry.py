@@ -19,6 +19,7 @@ from server.appkeys import CONFIG, DB, TOKENS
 from server.calls.directory import CallSummary, latest_call
 from server.calls.media_control import ice_servers_for
 from server.calls.urls import socket_path, socket_url
+from server.db import Executor
 from server.diary.appointments import AppointmentForCall
 from server.diary.links import NOT_AVAILABLE_MESSAGE, LinkSigner, is_available, resolve_token
 from server.http import ApiError, json_response
@@ -38,6 +39,18 @@ def client_may_enter(
     )
 
 
+async def link_entry(
+    db: Executor, appointment: AppointmentForCall, now: datetime, grace: timedelta
+) -> tuple[CallSummary | None, bool]:
+    """The appointment's latest call and whether its client may enter (``client_may_enter``).
+
+    The one rule for the link page (``/v/{token}``), joining and the call socket, so a
+    client whose call runs past its end plus the grace sees the call page, not a dead link.
+    """
+    call = await latest_call(db, appointment.appointment_id)
+    return call, client_may_enter(appointment, call, now, grace)
+
+
 async def join_with_link(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     db = request.app[DB]
@@ -46,9 +59,9 @@ async def join_with_link(request: web.Request) -> web.Response:
     if appointment is None or appointment.link_id is None:
         # A guessed or mistyped link reads like a dead one: nothing to learn from probing.
         raise ApiError(404, "call_unavailable", NOT_AVAILABLE_MESSAGE)
-    call = await latest_call(db, appointment.appointment_id)
     grace = timedelta(minutes=config.link_grace_minutes)
-    if not client_may_enter(appointment, call, datetime.now(UTC), grace):
+    call, may_enter = await link_entry(db, appointment, datetime.now(UTC), grace)
+    if not may_enter:
         raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
     token, claims = request.app[TOKENS].issue_call(
         appointment.appointment_id,

@@ -32,8 +32,7 @@ from aiohttp import WSMsgType, web
 from server.appkeys import CONFIG, DB, TOKENS
 from server.auth.session import SESSION_COOKIE, require_role
 from server.auth.tokens import InvalidToken
-from server.calls.client_entry import client_may_enter
-from server.calls.directory import latest_call
+from server.calls.client_entry import link_entry
 from server.calls.engine import CALL_ENGINE, CallEngine
 from server.calls.hub import CLOSE_REFUSED
 from server.calls.store import CallMoved, CallOwnedElsewhere
@@ -212,9 +211,9 @@ async def _check_client(request: web.Request, appointment_id: uuid.UUID, token: 
     appointment = await appointment_for_link(db, claims.link_id)
     if appointment is None or appointment.appointment_id != appointment_id:
         raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
-    call = await latest_call(db, appointment_id)
     grace = timedelta(minutes=request.app[CONFIG].link_grace_minutes)
-    if not client_may_enter(appointment, call, datetime.now(UTC), grace):
+    _call, may_enter = await link_entry(db, appointment, datetime.now(UTC), grace)
+    if not may_enter:
         raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
 
 

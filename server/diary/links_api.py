@@ -2,7 +2,11 @@
 ``/api/links/{token}`` (JSON). No login: the token is the credential.
 
 An ended, abandoned, cancelled or past appointment answers "This call is no longer
-available". A malformed, tampered, guessed or unknown token gets one and the same 404,
+available". Live or dead is decided by the call engine's one rule for letting a client in
+(``server.calls.client_entry.link_entry``, also used by join and the call socket): a call
+still going on past its end plus the grace keeps its page, so a reload does not strand the
+client on a dead-link page while the join would have let them back in.
+A malformed, tampered, guessed or unknown token gets one and the same 404,
 decided before any query when its MAC is wrong. The call engine takes the client on from
 an open link; this page only says where they stand.
 """
@@ -20,6 +24,7 @@ from aiohttp import web
 
 from server import call_pages
 from server.appkeys import CONFIG, DB
+from server.calls.client_entry import link_entry
 from server.diary import links
 from server.diary.appointments import AppointmentForCall
 from server.diary.links import NOT_AVAILABLE_MESSAGE, LinkSigner
@@ -44,13 +49,8 @@ async def _lookup(request: web.Request) -> tuple[AppointmentForCall, bool] | Non
     found = await links.resolve_token(request.app[DB], signer, request.match_info["token"])
     if found is None or found.link_state is None:
         return None
-    available = links.is_available(
-        found.link_state,
-        found.status,
-        found.ends_at,
-        datetime.now(UTC),
-        timedelta(minutes=config.link_grace_minutes),
-    )
+    grace = timedelta(minutes=config.link_grace_minutes)
+    _call, available = await link_entry(request.app[DB], found, datetime.now(UTC), grace)
     return found, available
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import aiohttp
 import asyncpg
 import msgspec
@@ -270,6 +272,41 @@ async def test_client_dropping_out_is_not_an_end_and_the_same_link_lets_them_bac
     assert (await doc.expect(PresenceChanged)).present is True
     await _clinician_ends(doc)
     assert (await back.expect(CallEnded)).reason == "ended"
+
+
+async def test_a_call_running_past_its_end_and_grace_keeps_its_link_page_open(
+    client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture, config: Config
+) -> None:
+    # R-C8, R-C6: the link page follows the same rule as joining; a client reloading a
+    # consultation that overran its booked time (plus grace) gets the call page back.
+    booked, doc, patient = await _live_call(client, db, practice, config)
+    overran = timedelta(minutes=config.link_grace_minutes + 10)
+    now = datetime.now(UTC)
+    await db.execute(
+        "UPDATE appointments SET starts_at = $2, ends_at = $3 WHERE id = $1",
+        booked.appointment_id,
+        now - overran - timedelta(minutes=50),
+        now - overran,
+    )
+    await patient.ws.close()  # reload
+    await doc.expect(PresenceChanged)
+    page = await client.get(f"/v/{booked.link_token}")
+    assert page.status == 200
+    assert 'data-link-status="not_available"' not in await page.text()
+    status = await client.get(f"/api/links/{booked.link_token}")
+    assert (await status.json())["status"] == "open"
+    back = await connect_client(client, booked)  # and the join agrees
+    assert back.of(Snapshot)[-1].phase == "in_progress"
+    await _clinician_ends(doc)
+    assert (await back.expect(CallEnded)).reason == "ended"
+    # once the call has ended the same link is dead everywhere (R-C5)
+    dead = await client.get(f"/v/{booked.link_token}")
+    assert dead.status == 410
+    assert CALL_UNAVAILABLE_FOR_CLIENT in await dead.text()
+    gone = await client.get(f"/api/links/{booked.link_token}")
+    assert (await gone.json())["status"] == "not_available"
+    joined = await client.post(f"/api/links/{booked.link_token}/join", json={})
+    assert joined.status == 410
 
 
 async def test_a_client_token_cannot_act_for_the_clinician_or_open_another_call(
