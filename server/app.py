@@ -79,5 +79,6 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await app[REDIS].aclose()
+        # The pool is ours (passed in), so Redis.aclose would leave its connections open.
+        await app[REDIS].aclose(close_connection_pool=True)
         await app[DB].close()

@@ -62,6 +62,9 @@ class CallsConfig:
     meter_flush_seconds: float = 1.0
     # Lifetime of the JWT a client's link buys; reconnecting later goes through the link.
     call_token_ttl_seconds: int = 900
+    # How often open calls nobody came back to (appointment ended more than
+    # link_grace_minutes ago) are closed, so they stop holding minutes (R-M7).
+    unattended_sweep_seconds: float = 45.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,8 @@ SETTINGS: dict[str, str] = {
     "call_node_ttl_seconds": "how long a node's heartbeat lasts without renewal",
     "meter_flush_seconds": "how often metered call seconds are written to the ledger (<= 2)",
     "call_token_ttl_seconds": "lifetime of the call token a client's link buys",
+    "call_unattended_sweep_seconds": "how often open calls nobody attends, whose appointment "
+    "ended more than LINK_GRACE_MINUTES ago, are closed",
     "stun_urls": "comma-separated STUN URLs for browsers and media legs (stun:host:3478)",
     "turn_urls": "comma-separated TURN URLs for browsers (turn:host:3478?transport=udp, "
     "turns:host:5349); needs TURN_SECRET",
@@ -420,6 +425,7 @@ def _build_calls(raw: dict[str, str]) -> CallsConfig:
         ("call_heartbeat_seconds", "heartbeat_seconds"),
         ("call_node_ttl_seconds", "node_ttl_seconds"),
         ("meter_flush_seconds", "meter_flush_seconds"),
+        ("call_unattended_sweep_seconds", "unattended_sweep_seconds"),
     ):
         if name in raw:
             changes[attribute] = _parse_float(name, raw[name])
@@ -437,6 +443,8 @@ def _build_calls(raw: dict[str, str]) -> CallsConfig:
         )
     if not 0 < calls.meter_flush_seconds <= 2:
         raise ConfigError("METER_FLUSH_SECONDS: must be more than 0 and at most 2")
+    if not 1 <= calls.unattended_sweep_seconds <= 3600:
+        raise ConfigError("CALL_UNATTENDED_SWEEP_SECONDS: must be between 1 and 3600")
     return calls
 
 

@@ -10,9 +10,10 @@ recorded. The room runs one event at a time (a lock), on the call's owner node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -44,7 +45,7 @@ from signalling.events import (
     RequestHangup,
 )
 from signalling.machine import transition
-from signalling.meter import Meter, MeterCheckpoint
+from signalling.meter import Meter, MeterCheckpoint, UnknownCall
 from signalling.model import CallState, IllegalTransition, Phase, Role
 from signalling.protocol import (
     Abandon,
@@ -164,6 +165,46 @@ class Room:
         """Switch to Video after the pre-call check. Raises ``IllegalTransition`` if refused."""
         async with self._lock:
             await self._run(OpenWaitingRoom(actor), self._clock())
+
+    async def close_unattended(
+        self, record: Callable[[Phase, Phase, datetime], Awaitable[bool]]
+    ) -> Phase | None:
+        """Close an open call nobody is attending: in progress -> ended, waiting -> abandoned.
+
+        Not an event of the machine: no participant acts and nobody is there to be told.
+        Runs under the room's lock, so nobody can join while the call closes, and a room with
+        a connection is left alone. ``record(from_phase, to_phase, at)`` makes the close
+        durable (the server's compare-and-set transaction with the audit line and the link);
+        False means the store refused and nothing changes here. Returns the new phase.
+        """
+        async with self._lock:
+            phase = self._state.phase
+            if self._connections or phase not in (Phase.WAITING_ROOM_OPEN, Phase.IN_PROGRESS):
+                return None
+            to_phase = Phase.ENDED if phase is Phase.IN_PROGRESS else Phase.ABANDONED
+            now = self._clock()
+            if not await record(phase, to_phase, now):
+                return None
+            self._state = replace(
+                self._state,
+                phase=to_phase,
+                present=frozenset(),
+                clinician_confirm_id=None,
+                client_confirm_id=None,
+                end_request_id=None,
+            )
+            if self.call_id in self._meter:
+                # Nobody is connected, so nothing is counting: the final reading only closes
+                # the meter's books (zero seconds unless a failed flush left some to record).
+                with contextlib.suppress(UnknownCall):
+                    self._meter.end_call(self.call_id, now)
+                if self._on_call_ended is not None:
+                    self._on_call_ended()
+            try:
+                await self._media.close_legs(self.call_id)
+            except Exception:
+                log.exception("call %s: closing media legs failed", self.call_id)
+            return to_phase
 
     async def connect(self, role: Role, connection_id: str, first: Hello | Resume) -> None:
         """A participant's connection said hello (or resume); it becomes their connection."""

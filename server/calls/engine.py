@@ -1,7 +1,8 @@
 """One node's call engine, built in ``create_app``'s cleanup_ctx.
 
 Start-up: heartbeat at once (so no other node takes this node's calls), then the heartbeat
-loop, the recovery sweep (taking over calls of lost nodes) and the meter flusher.
+loop, the recovery sweep (taking over calls of lost nodes), the sweep closing open calls
+nobody came back to (``unattended``) and the meter flusher.
 
 Graceful stop (SIGTERM: the CLI drains, then runs the app's shutdown and cleanup):
 ``on_shutdown`` closes every call socket with 1001 "going away" (browsers reconnect, to
@@ -20,7 +21,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -32,6 +33,7 @@ from server.calls.nodes import NodeRegistry
 from server.calls.recovery import run_recovery
 from server.calls.sink import LedgerCheckpointSink
 from server.calls.store import PgCallStore
+from server.calls.unattended import run_unattended_sweep
 from signalling.meter import Meter, MeterFlusher, UnknownCall
 from signalling.room import LoadedCall, Room
 from signalling.router import LocalRouter, Rooms
@@ -171,6 +173,18 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(nodes.run(), name="node-heartbeat"),
         asyncio.create_task(
             run_recovery(pool, nodes, config.calls.heartbeat_seconds), name="call-recovery"
+        ),
+        asyncio.create_task(
+            run_unattended_sweep(
+                pool,
+                rooms,
+                config.node_id,
+                timedelta(minutes=config.link_grace_minutes),
+                config.calls.unattended_sweep_seconds,
+                utc_now,
+                lambda: engine.stopping,
+            ),
+            name="unattended-calls",
         ),
     ]
     try:
