@@ -117,6 +117,7 @@ def snapshot_for(state: CallState, role: Role) -> Snapshot:
         confirm_id=state.pending_confirm(role),
         end_request_id=state.end_request_id if role is Role.CLINICIAN else None,
         end_request_pending=role is Role.CLIENT and state.end_request_id is not None,
+        started_at=state.started_at if state.phase is Phase.IN_PROGRESS else None,
     )
 
 
@@ -180,7 +181,7 @@ def _admit(state: CallState, actor: Role, now: datetime) -> Result:
     _require_phase(state, Phase.WAITING_ROOM_OPEN, "Only a waiting client can be admitted")
     if Role.CLIENT not in state.present:
         raise IllegalTransition("client_not_waiting", "The client is not in the waiting room")
-    new = replace(state, phase=Phase.IN_PROGRESS)
+    new = replace(state, phase=Phase.IN_PROGRESS, started_at=now)
     effects: list[Effect] = [
         _persist(state, new, actor, "client_admitted", now),
         StartMeter(state.call_id, new.present, now),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 class Role(enum.StrEnum):
@@ -67,6 +68,9 @@ class CallState:
     end_request_id: str | None = None
     spent_ids: frozenset[str] = field(default=frozenset())
     practice_phone: str | None = None  # shown on the client's ended screen (R-C4)
+    # When the client was admitted (the call went in progress), so a page re-opened mid-call
+    # shows the call's real length rather than restarting from zero.
+    started_at: datetime | None = None
 
     def pending_confirm(self, role: Role) -> str | None:
         return self.clinician_confirm_id if role is Role.CLINICIAN else self.client_confirm_id

@@ -10,6 +10,7 @@ that reconnects sends ``resume`` with the last ``seq`` it saw and misses nothing
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -160,6 +161,8 @@ class Snapshot(_ServerMessage, frozen=True, kw_only=True, tag="snapshot"):
     confirm_id: str | None = None  # your open hang-up dialog, if any
     end_request_id: str | None = None  # clinician: the client's pending end request
     end_request_pending: bool = False  # client: your end request waits for the clinician
+    # In progress only: when the call started (UTC, ISO 8601), for the page's live duration.
+    started_at: datetime | None = None
 
 
 class PresenceChanged(_ServerMessage, frozen=True, kw_only=True, tag="presence"):

@@ -99,14 +99,19 @@ class PgCallStore:
             return None
         row = await self._pool.fetchrow(
             """SELECT c.practice_id, c.state, c.owner_node, c.billed_seconds, c.meter_sequence,
-                      c.carried_microseconds, p.phone
+                      c.carried_microseconds, c.started_at, p.phone
                FROM calls c JOIN practices p ON p.id = c.practice_id WHERE c.id = $1""",
             call_uuid,
         )
         if row is None:
             return await self._load_unopened(call_id)
         phase = Phase(row["state"])
-        state = CallState(call_id=call_id, phase=phase, practice_phone=row["phone"])
+        state = CallState(
+            call_id=call_id,
+            phase=phase,
+            practice_phone=row["phone"],
+            started_at=row["started_at"] if phase is Phase.IN_PROGRESS else None,
+        )
         practice_id = str(row["practice_id"])
         if phase.terminal:
             return LoadedCall(state, practice_id)

@@ -297,6 +297,8 @@ async def test_a_call_running_past_its_end_and_grace_keeps_its_link_page_open(
     assert (await status.json())["status"] == "open"
     back = await connect_client(client, booked)  # and the join agrees
     assert back.of(Snapshot)[-1].phase == "in_progress"
+    started_at = (await call_row(db, booked.appointment_id))["started_at"]
+    assert back.of(Snapshot)[-1].started_at == started_at is not None
     await _clinician_ends(doc)
     assert (await back.expect(CallEnded)).reason == "ended"
     # once the call has ended the same link is dead everywhere (R-C5)

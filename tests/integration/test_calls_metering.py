@@ -163,6 +163,8 @@ async def test_a_graceful_restart_loses_and_doubles_no_second(
         doc = await open_clinician_page(other, practice, call.booked)
         patient = await open_client_page(other, call.booked)
         assert doc.of(Snapshot)[0].phase == "in_progress"
+        # loaded from the row: the page's live duration goes on from the real start
+        assert doc.of(Snapshot)[0].started_at == row["started_at"] is not None
         resumed = LiveCall(other, call.call_id, call.booked, doc, patient, time.monotonic())
         try:
             assert (await call_row(db, call.booked.appointment_id))["owner_node"] == "node-second"

@@ -31,6 +31,8 @@ from signalling.protocol import (
     SdpOffer,
     ServerMessage,
     Snapshot,
+    decode_server_message,
+    encode_server_message,
 )
 from signalling.room import LoadedCall, Room
 from signalling.router import (
@@ -292,3 +294,34 @@ async def test_takeover_resumes_metering_from_the_checkpoint() -> None:  # R-M10
     world.now += timedelta(seconds=1.5)
     (reading,) = world.meter.take_readings(world.now)
     assert (reading.sequence, reading.seconds, reading.billed_total_seconds) == (5, 2, 102)
+
+
+async def test_snapshots_carry_when_the_call_started_also_after_a_reload() -> None:
+    # The clinician's live duration survives a re-opened page and a room loaded from the store.
+    world = World()
+    room = await world.rooms.room("c")
+    await room.open_waiting_room()
+    await world.connect(CLIENT, "cl1")
+    waiting = world.last("cl1")
+    assert isinstance(waiting, Snapshot) and waiting.started_at is None
+    await world.connect(DOC, "dr1")
+    admitted_at = world.now
+    await world.say(DOC, "dr1", Admit(v=1))
+    assert room.state.started_at == admitted_at
+    world.now += timedelta(minutes=7)
+    await world.connect(DOC, "dr2")  # the page re-opened in another tab
+    again = world.last("dr2")
+    assert isinstance(again, Snapshot) and again.started_at == admitted_at
+    # the wire form is UTC ISO 8601, read back as the same instant
+    wire = encode_server_message(again)
+    assert b'"started_at":"2024-03-01T09:00:00Z"' in wire
+    assert decode_server_message(wire) == again
+    # a node loading the call from the store (taken over, restarted) sends the same
+    world.store.calls["d"] = LoadedCall(
+        CallState(call_id="d", phase=Phase.IN_PROGRESS, started_at=admitted_at), "p"
+    )
+    await world.router.deliver(
+        ParticipantConnected(call_id="d", role=DOC, connection_id="dr3", first=Hello(v=1))
+    )
+    loaded = world.last("dr3")
+    assert isinstance(loaded, Snapshot) and loaded.started_at == admitted_at

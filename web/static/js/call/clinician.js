@@ -221,7 +221,9 @@ function showPhase(snapshot) {
       showScreen("call");
       if (meter) meter.stop();
       meter = null;
-      startDurationClock();
+      startDurationClock(snapshot.started_at);
+    } else if (snapshot.started_at) {
+      startDurationClock(snapshot.started_at); // a later snapshot (reconnect) knows the start
     }
     $("#other-away").hidden = clientHere;
     // Reconnected while the client's request was open: ask again (R-C3).
@@ -268,10 +270,13 @@ function wireWaitingRoom() {
 
 // --- in the call ------------------------------------------------------------------------
 
-function startDurationClock() {
-  callStartedAt = callStartedAt || Date.now();
+/** @param {string | null | undefined} startedAt the server's start of the call (ISO 8601, UTC) */
+function startDurationClock(startedAt) {
+  // The server's start, when it says, so a page re-opened mid-call shows the real length.
+  const fromServer = startedAt ? Date.parse(startedAt) : NaN;
+  callStartedAt = Number.isFinite(fromServer) ? fromServer : callStartedAt || Date.now();
   clearInterval(durationTimer);
-  const tick = () => setText("#call-duration", formatDuration((Date.now() - callStartedAt) / 1000));
+  const tick = () => setText("#call-duration", formatDuration(Math.max(0, Date.now() - callStartedAt) / 1000));
   tick();
   durationTimer = setInterval(tick, 1000);
 }
