@@ -8,7 +8,9 @@ WebSockets.
 - ``nodes``       node registry: heartbeats in Redis, who is alive
 - ``recovery``    taking over calls whose node stopped
 - ``sockets``     the WebSocket endpoint and the ``MessageSink`` that reaches sockets
-- ``peer_media``  ``MediaControl`` relaying SDP/ICE between the two browsers
+- ``media_control`` ``MediaControl``: the server's aiortc legs for each call, billing by media
+- ``media_quality`` per-leg quality stats for the clinician and /metrics
+- ``unattended``  closing open calls nobody came back to
 - ``engine``      one node's call engine (rooms, router, meter, flusher), in cleanup_ctx
 - ``start``       "Switch to Video" (pre-call check, opening the waiting room)
 - ``client_entry`` a client's link -> short-lived call token
