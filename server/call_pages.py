@@ -135,11 +135,6 @@ async def call_page_by_id(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound(f"/appointments/{appointment_id}/video")
 
 
-def clinician_page_path(appointment_id: uuid.UUID) -> str:
-    """Where "Switch to Video" on an appointment leads."""
-    return f"/appointments/{appointment_id}/video"
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/appointments/{appointment_id}/video", clinician_page)
     app.router.add_get("/calls/{call_id}", call_page_by_id)

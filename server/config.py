@@ -538,10 +538,3 @@ def _build_payments(raw: dict[str, str]) -> PaymentsConfig:
             "PAYPAL_WEBHOOK_ID"
         )
     return payments
-
-
-def require_secret_key(config: Config) -> Config:
-    """Production refuses to run without a secret key: links and sessions depend on it."""
-    if not config.secret_key:
-        raise ConfigError("SECRET_KEY: required (at least 32 characters) when not in demo mode")
-    return config

@@ -63,18 +63,6 @@ class EmbeddedServices:
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / OWNER_FILE).unlink()
 
-    def stop_redis(self) -> None:
-        """Stop only Redis (tests use it to prove readiness reports the outage)."""
-        if self._redis is not None:
-            self._redis.terminate()
-            self._redis.wait(5)
-            self._redis = None
-
-    def start_redis(self) -> None:
-        if self._redis is None:
-            self._start_redis()
-            self._write_owner()
-
     def __enter__(self) -> EmbeddedServices:
         return self.start()
 

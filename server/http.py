@@ -75,10 +75,6 @@ def not_found(what: str = "resource") -> NoReturn:
     raise ApiError(404, "not_found", f"{what} not found")
 
 
-def forbidden(message: str, code: str = "forbidden") -> NoReturn:
-    raise ApiError(403, code, message)
-
-
 def parse_uuid(raw: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)

@@ -28,7 +28,3 @@ class Keys:
     def node_heartbeat(self, node_id: str) -> str:
         """A node is alive while this exists; TTL = CALL_NODE_TTL_SECONDS, renewed by the node."""
         return f"{self.prefix}node:{node_id}"
-
-    def pattern(self) -> str:
-        """All keys of this prefix (tests clean up with it)."""
-        return f"{self.prefix}*"

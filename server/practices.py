@@ -106,16 +106,6 @@ async def get_practice(db: Executor, practice_id: uuid.UUID) -> Practice | None:
     return Practice(**dict(row)) if row else None
 
 
-PRACTICE_EDITABLE = (
-    "name",
-    "phone",
-    "timezone",
-    "vat_rate_bp",
-    "payment_method",
-    "reminder_offset_minutes",
-)
-
-
 async def update_practice(
     db: Executor, practice_id: uuid.UUID, changes: dict[str, object]
 ) -> Practice | None:

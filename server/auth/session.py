@@ -21,7 +21,6 @@ from server.http import ApiError
 SESSION_COOKIE = "vc_session"
 CSRF_COOKIE = "vc_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-ROLES = ("site_admin", "clinician", "receptionist")
 Role = Literal["site_admin", "clinician", "receptionist"]
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
