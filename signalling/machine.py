@@ -195,7 +195,7 @@ def _abandon(state: CallState, actor: Role, now: datetime) -> Result:
     if state.phase is Phase.IN_PROGRESS:
         raise IllegalTransition("wrong_phase", "The call has started: use End Call instead")
     _require_phase(state, Phase.WAITING_ROOM_OPEN, "The waiting room is not open")
-    new = _closed(state, Phase.ABANDONED)
+    new = closed_state(state, Phase.ABANDONED)
     effects: list[Effect] = [
         _persist(state, new, actor, "abandoned_in_waiting_room", now),
         DeactivateLink(state.call_id, "abandoned", now),
@@ -256,7 +256,7 @@ def _decide_end_request(
 
 
 def _end(state: CallState, actor: Role, reason: str, now: datetime) -> Result:
-    new = _closed(state, Phase.ENDED)
+    new = closed_state(state, Phase.ENDED)
     effects: list[Effect] = [
         _persist(state, new, actor, reason, now),
         DeactivateLink(state.call_id, "ended", now),
@@ -270,7 +270,8 @@ def _end(state: CallState, actor: Role, reason: str, now: datetime) -> Result:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _closed(state: CallState, phase: Phase) -> CallState:
+def closed_state(state: CallState, phase: Phase) -> CallState:
+    """``state`` moved to a terminal ``phase``: nobody present, no dialog or request open."""
     return replace(
         state,
         phase=phase,

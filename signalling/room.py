@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -44,7 +44,7 @@ from signalling.events import (
     RefreshMedia,
     RequestHangup,
 )
-from signalling.machine import transition
+from signalling.machine import closed_state, transition
 from signalling.meter import Meter, MeterCheckpoint, UnknownCall
 from signalling.model import CallState, IllegalTransition, Phase, Role
 from signalling.protocol import (
@@ -185,14 +185,7 @@ class Room:
             now = self._clock()
             if not await record(phase, to_phase, now):
                 return None
-            self._state = replace(
-                self._state,
-                phase=to_phase,
-                present=frozenset(),
-                clinician_confirm_id=None,
-                client_confirm_id=None,
-                end_request_id=None,
-            )
+            self._state = closed_state(self._state, to_phase)
             if self.call_id in self._meter:
                 # Nobody is connected, so nothing is counting: the final reading only closes
                 # the meter's books (zero seconds unless a failed flush left some to record).
