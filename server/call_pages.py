@@ -18,16 +18,13 @@ the clinician's page (staff session, the practice's own appointment).
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
 
 from aiohttp import web
 
 from server.appkeys import DB
-from server.diary import appointments
-from server.pages import viewer_of
+from server.pages import own_appointment_in_path, path_uuid, signed_in_viewer
 
 CALL_DIR = Path(__file__).resolve().parent.parent / "web" / "call"
 
@@ -80,10 +77,6 @@ def client_page() -> web.Response:
     return _html("client.html", CLIENT_PAGE_HEADERS)
 
 
-def _login_redirect(request: web.Request) -> web.HTTPFound:
-    return web.HTTPFound("/login?next=" + quote(request.path_qs, safe="/"))
-
-
 def _not_found() -> web.Response:
     return web.Response(
         text=(
@@ -103,27 +96,16 @@ def _not_found() -> web.Response:
 
 
 async def clinician_page(request: web.Request) -> web.StreamResponse:
-    viewer = await viewer_of(request)
-    if viewer is None:
-        raise _login_redirect(request)
-    try:
-        appointment_id = uuid.UUID(request.match_info["appointment_id"])
-    except ValueError:
-        return _not_found()
-    # Another practice's appointment is "not found", as in the API.
-    found = await appointments.get_appointment(request.app[DB], viewer.practice.id, appointment_id)
-    if found is None:
+    viewer = await signed_in_viewer(request)
+    if not await own_appointment_in_path(request, viewer):
         return _not_found()
     return _html("clinician.html", CLINICIAN_PAGE_HEADERS)
 
 
 async def call_page_by_id(request: web.Request) -> web.StreamResponse:
-    viewer = await viewer_of(request)
-    if viewer is None:
-        raise _login_redirect(request)
-    try:
-        call_id = uuid.UUID(request.match_info["call_id"])
-    except ValueError:
+    viewer = await signed_in_viewer(request)
+    call_id = path_uuid(request, "call_id")
+    if call_id is None:
         return _not_found()
     appointment_id = await request.app[DB].fetchval(
         "SELECT appointment_id FROM calls WHERE id = $1 AND practice_id = $2",

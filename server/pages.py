@@ -175,8 +175,33 @@ async def viewer_of(request: web.Request) -> Viewer | None:
     return Viewer(user, practice, MINUTES_DASHBOARD_PATH)
 
 
-def _login_redirect(request: web.Request) -> web.HTTPFound:
-    return web.HTTPFound("/login?next=" + quote(request.path_qs, safe="/"))
+async def signed_in_viewer(request: web.Request) -> Viewer:
+    """The page's viewer; without a live staff session, a redirect to the login page that
+    comes back here afterwards (raised)."""
+    viewer = await viewer_of(request)
+    if viewer is None:
+        raise web.HTTPFound("/login?next=" + quote(request.path_qs, safe="/"))
+    return viewer
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID | None:
+    """The id in the page's path, or None when it is malformed (the page is then a 404)."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        return None
+
+
+async def own_appointment_in_path(request: web.Request, viewer: Viewer) -> bool:
+    """Whether the path's ``{appointment_id}`` is one of the viewer's practice's appointments.
+
+    Another practice's appointment is "not found", as in the API.
+    """
+    appointment_id = path_uuid(request, "appointment_id")
+    if appointment_id is None:
+        return False
+    found = await appointments.get_appointment(request.app[DB], viewer.practice.id, appointment_id)
+    return found is not None
 
 
 class PageRenderer:
@@ -227,10 +252,7 @@ def _staff_page(renderer: PageRenderer, key: str) -> PageHandler:
     spec = PAGES[key]
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        viewer = await viewer_of(request)
-        if viewer is None:
-            raise _login_redirect(request)
-        return renderer.page(viewer, spec)
+        return renderer.page(await signed_in_viewer(request), spec)
 
     return handler
 
@@ -239,18 +261,8 @@ def _summary_page(renderer: PageRenderer) -> PageHandler:
     spec = PAGES["summary"]
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        viewer = await viewer_of(request)
-        if viewer is None:
-            raise _login_redirect(request)
-        try:
-            appointment_id = uuid.UUID(request.match_info["appointment_id"])
-        except ValueError:
-            return renderer.not_found(viewer, spec, "appointment")
-        # Another practice's appointment is "not found", as in the API.
-        found = await appointments.get_appointment(
-            request.app[DB], viewer.practice.id, appointment_id
-        )
-        if found is None:
+        viewer = await signed_in_viewer(request)
+        if not await own_appointment_in_path(request, viewer):
             return renderer.not_found(viewer, spec, "appointment")
         return renderer.page(viewer, spec)
 
