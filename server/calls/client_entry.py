@@ -26,17 +26,24 @@ from server.http import ApiError, json_response
 
 
 def client_may_enter(
-    appointment: AppointmentForCall, call: CallSummary | None, now: datetime, grace: timedelta
+    link_state: str | None,
+    appointment_status: str,
+    ends_at: datetime,
+    call: CallSummary | None,
+    now: datetime,
+    grace: timedelta,
 ) -> bool:
-    """Link usable: active, appointment booked, and not past (unless its call is going on)."""
+    """Link usable: active, appointment booked, and not past (unless its call is going on).
+
+    Takes the link's and appointment's fields rather than a record so the diary's summary
+    (which holds an ``Appointment`` and a ``Link``) shows staff the same answer.
+    """
     if call is not None and call.is_open:
         # A consultation running over its booked time must still let the client back in.
-        return appointment.link_state == "active" and appointment.status == "booked"
+        return link_state == "active" and appointment_status == "booked"
     if call is not None:
         return False  # its call ended or was abandoned (the link is dead too: R-C5)
-    return is_available(
-        appointment.link_state or "", appointment.status, appointment.ends_at, now, grace
-    )
+    return is_available(link_state or "", appointment_status, ends_at, now, grace)
 
 
 async def link_entry(
@@ -44,11 +51,15 @@ async def link_entry(
 ) -> tuple[CallSummary | None, bool]:
     """The appointment's latest call and whether its client may enter (``client_may_enter``).
 
-    The one rule for the link page (``/v/{token}``), joining and the call socket, so a
-    client whose call runs past its end plus the grace sees the call page, not a dead link.
+    The one rule for the link page (``/v/{token}``), joining and the call socket (and the
+    diary's summary), so a client whose call runs past its end plus the grace sees the call
+    page, not a dead link.
     """
     call = await latest_call(db, appointment.appointment_id)
-    return call, client_may_enter(appointment, call, now, grace)
+    may_enter = client_may_enter(
+        appointment.link_state, appointment.status, appointment.ends_at, call, now, grace
+    )
+    return call, may_enter
 
 
 async def join_with_link(request: web.Request) -> web.Response:

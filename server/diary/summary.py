@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from server.calls.client_entry import client_may_enter
+from server.calls.directory import latest_call
 from server.db import Executor
 from server.diary import appointments, links, outbox
 from server.diary.appointments import Appointment
@@ -33,7 +35,7 @@ class Communication(msgspec.Struct, frozen=True):
 class VideoLink(msgspec.Struct, frozen=True):
     url: str  # re-derived from the stored link id and the key (never stored)
     state: str  # active | ended | abandoned | revoked
-    available: bool  # whether the client may still open it (R-C6)
+    available: bool  # whether the client may still open it (R-C6): as join decides
     closed_at: datetime | None
     close_reason: str | None
 
@@ -58,11 +60,13 @@ async def appointment_summary(
     link = await links.link_of(db, appointment.id)
     video_link = None
     if link is not None:
+        # The join's own rule: a call running past its end plus the grace keeps its link.
+        call = await latest_call(db, appointment.id)
         video_link = VideoLink(
             url=signer.url(link.id),
             state=link.state,
-            available=links.is_available(
-                link.state, appointment.status, appointment.ends_at, now, grace
+            available=client_may_enter(
+                link.state, appointment.status, appointment.ends_at, call, now, grace
             ),
             closed_at=link.closed_at,
             close_reason=link.close_reason,

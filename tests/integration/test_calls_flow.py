@@ -311,6 +311,32 @@ async def test_a_call_running_past_its_end_and_grace_keeps_its_link_page_open(
     assert joined.status == 410
 
 
+async def test_the_summary_shows_an_overrunning_call_link_as_available_until_it_ends(
+    client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture, config: Config
+) -> None:
+    # R-B7, R-C6: staff see the link as the client's join sees it, so a consultation past
+    # its end plus the grace is still "available" while it goes on, and not once it ends.
+    booked, doc, patient = await _live_call(client, db, practice, config)
+    overran = timedelta(minutes=config.link_grace_minutes + 10)
+    now = datetime.now(UTC)
+    await db.execute(
+        "UPDATE appointments SET starts_at = $2, ends_at = $3 WHERE id = $1",
+        booked.appointment_id,
+        now - overran - timedelta(minutes=50),
+        now - overran,
+    )
+    headers = await login_as(client, practice, "receptionist")
+    path = f"/api/appointments/{booked.appointment_id}/summary"
+    running = await (await client.get(path, headers=headers)).json()
+    assert running["video_link"]["state"] == "active"
+    assert running["video_link"]["available"] is True
+    await _clinician_ends(doc)
+    assert (await patient.expect(CallEnded)).reason == "ended"
+    ended = await (await client.get(path, headers=headers)).json()
+    assert ended["video_link"]["state"] == "ended"
+    assert ended["video_link"]["available"] is False
+
+
 async def test_a_client_token_cannot_act_for_the_clinician_or_open_another_call(
     client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture, config: Config
 ) -> None:
