@@ -7,7 +7,8 @@ senders are fed by `forward.EgressPort`. It reports its status to listeners:
 `silence_timeout_s`). The meter bills a participant while `LegStatus.is_live`.
 
 aiortc has no ICE restart (`restartIce`, `iceRestart` offers) and cannot renegotiate
-transports, so Refresh builds a fresh leg (`restart`) and the relay re-attaches it.
+transports, so Refresh builds a fresh leg (`call.CallMedia.open_leg`) and the relay
+re-attaches it.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class MediaLeg:
         label: str = "",
     ) -> None:
         self.label = label
-        self._configuration = configuration
         self._settings = settings or LegSettings()
         self._pc = RTCPeerConnection(configuration)
         self._ingress: dict[MediaKind, IngressPort] = {}
@@ -216,23 +216,6 @@ class MediaLeg:
             await asyncio.sleep(interval)
 
     # --- lifecycle ------------------------------------------------------------------------
-
-    async def restart(self, offer_sdp: str) -> tuple[MediaLeg, str]:
-        """Refresh: a fresh leg answering the browser's new offer, then close this one.
-
-        Listeners move to the new leg (they receive the leg with every status, so they
-        can tell the two apart). Re-attach the new leg to the relay (`Relay.attach`),
-        which also asks the other side for a keyframe.
-        """
-        fresh = MediaLeg(self._configuration, self._settings, label=self.label)
-        fresh._listeners = list(self._listeners)
-        try:
-            answer = await fresh.accept_offer(offer_sdp)
-        except BaseException:
-            await fresh.close()
-            raise
-        await self.close()
-        return fresh, answer
 
     async def close(self) -> None:
         if self._closed:
