@@ -267,7 +267,7 @@ _UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]+)`")
 
 def decode_client_message(raw: bytes | str) -> ClientMessage:
     """Decode and validate one client message, or raise ``ProtocolError``."""
-    if len(raw) > MAX_MESSAGE_BYTES:
+    if _size_exceeds_limit(raw):
         raise ProtocolError("too_large", f"Message is larger than {MAX_MESSAGE_BYTES} bytes")
     try:
         return _client_decoder.decode(raw)
@@ -275,6 +275,18 @@ def decode_client_message(raw: bytes | str) -> ClientMessage:
         raise _protocol_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError("malformed_json", f"Message is not valid JSON: {exc}") from None
+
+
+def _size_exceeds_limit(raw: bytes | str) -> bool:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return True
+    # A text frame arrives as str, whose length counts characters; UTF-8 takes at most 4
+    # bytes a character, so only a long one can be over in bytes and needs encoding.
+    return (
+        isinstance(raw, str)
+        and len(raw) * 4 > MAX_MESSAGE_BYTES
+        and len(raw.encode()) > MAX_MESSAGE_BYTES
+    )
 
 
 def _protocol_error(detail: str) -> ProtocolError:

@@ -14,6 +14,7 @@ from signalling.protocol import (
     IceCandidate,
     ProtocolError,
     Resume,
+    SdpOffer,
     Snapshot,
     decode_client_message,
     decode_server_message,
@@ -99,6 +100,18 @@ def test_oversized_message_is_refused_before_parsing() -> None:
     raw = '{"type":"sdp_offer","v":1,"sdp":"' + "a" * MAX_MESSAGE_BYTES + '"}'
     with pytest.raises(ProtocolError) as caught:
         decode_client_message(raw)
+    assert caught.value.code == "too_large"
+
+
+def test_size_limit_counts_bytes_of_a_text_frame_not_characters() -> None:
+    # A text frame arrives as str: 30,000 two-byte characters are 60,000 bytes of UTF-8.
+    within = '{"type":"sdp_offer","v":1,"sdp":"' + "é" * 30_000 + '"}'
+    assert isinstance(decode_client_message(within), SdpOffer)
+    # Fewer characters than the limit, but more bytes: refused like the bytes would be.
+    over = '{"type":"sdp_offer","v":1,"sdp":"' + "é" * (MAX_MESSAGE_BYTES // 2) + '"}'
+    assert len(over) < MAX_MESSAGE_BYTES < len(over.encode())
+    with pytest.raises(ProtocolError) as caught:
+        decode_client_message(over)
     assert caught.value.code == "too_large"
 
 
