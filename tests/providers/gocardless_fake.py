@@ -7,7 +7,6 @@ It is the EXTERNAL provider, faked for tests; nothing of ours is replaced.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -16,40 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.providers.fake_server import FakeProviderServer
 
 ACCESS_TOKEN = "sandbox_test_token_" + "g" * 20
 WEBHOOK_SECRET = "gc-webhook-secret-" + "s" * 20
 
 
 @dataclass
-class FakeGoCardless:
+class FakeGoCardless(FakeProviderServer):
     mandates: dict[str, str] = field(default_factory=dict)  # id -> status
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_idempotency_key: dict[str, str] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)
     # The next N payment creations are made but their reply never comes (a lost answer).
     stall_after_create: int = 0
-    _release: asyncio.Event = field(default_factory=asyncio.Event)
-    _server: TestServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return str(self._server.make_url("")).rstrip("/")
 
     async def start(self) -> FakeGoCardless:
         app = web.Application()
         app.router.add_post("/payments", self._create_payment)
         app.router.add_get("/payments/{payment_id}", self._get_payment)
-        self._server = TestServer(app, host="127.0.0.1")
-        await self._server.start_server()
+        await self._serve(app)
         return self
-
-    async def close(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            await self._server.close()
 
     def add_mandate(self, status: str = "active") -> str:
         mandate_id = "MD" + secrets.token_hex(6).upper()
@@ -78,7 +64,6 @@ class FakeGoCardless:
     # --- the API ---------------------------------------------------------------------------
 
     def _authorised(self, request: web.Request) -> web.Response | None:
-        self.requests.append((request.method, request.path))
         if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
             return _error(401, "invalid_api_usage", "access token not valid", "access_token")
         if request.headers.get("GoCardless-Version") != "2015-07-06":
@@ -133,7 +118,7 @@ class FakeGoCardless:
             self.by_idempotency_key[key] = payment_id
         if self.stall_after_create > 0:
             self.stall_after_create -= 1
-            await self._release.wait()  # made, but the caller never hears back
+            await self._never_answer()  # made, but the caller never hears back
         return web.json_response({"payments": payment}, status=201)
 
     async def _get_payment(self, request: web.Request) -> web.Response:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.providers.fake_server import FakeProviderServer
 
 CLIENT_ID = "fake-paypal-client"
 CLIENT_SECRET = "fake-paypal-secret-" + "p" * 16
@@ -28,22 +29,14 @@ WEBHOOK_ID = "WH-FAKE-0001"
 
 
 @dataclass
-class FakePayPal:
+class FakePayPal(FakeProviderServer):
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     replies_by_request_id: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)
     verifications: int = 0
     stall_order_creations: int = 0  # made, but the caller never hears back
     _captured: dict[str, asyncio.Event] = field(default_factory=dict)
     _tokens: set[str] = field(default_factory=set)
     _signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    _release: asyncio.Event = field(default_factory=asyncio.Event)
-    _server: TestServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return str(self._server.make_url("")).rstrip("/")
 
     async def start(self) -> FakePayPal:
         app = web.Application()
@@ -52,14 +45,8 @@ class FakePayPal:
         app.router.add_get("/v2/checkout/orders/{order_id}", self._get_order)
         app.router.add_post("/v2/checkout/orders/{order_id}/capture", self._capture)
         app.router.add_post("/v1/notifications/verify-webhook-signature", self._verify)
-        self._server = TestServer(app, host="127.0.0.1")
-        await self._server.start_server()
+        await self._serve(app)
         return self
-
-    async def close(self) -> None:
-        self._release.set()
-        if self._server is not None:
-            await self._server.close()
 
     # --- what the payer and PayPal do outside our API calls --------------------------------
 
@@ -133,7 +120,6 @@ class FakePayPal:
     # --- the API ---------------------------------------------------------------------------
 
     async def _token(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path))
         expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         form = await request.post()
         if request.headers.get("Authorization") != f"Basic {expected}":
@@ -147,7 +133,6 @@ class FakePayPal:
         )
 
     def _authorised(self, request: web.Request) -> web.Response | None:
-        self.requests.append((request.method, request.path))
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer ") or header[7:] not in self._tokens:
             return web.json_response({"name": "AUTHENTICATION_FAILURE"}, status=401)
@@ -193,7 +178,7 @@ class FakePayPal:
             self.replies_by_request_id[request_id] = (201, order)
         if self.stall_order_creations > 0:
             self.stall_order_creations -= 1
-            await self._release.wait()
+            await self._never_answer()
         return web.json_response(order, status=201)
 
     async def _get_order(self, request: web.Request) -> web.Response:
