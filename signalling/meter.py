@@ -152,8 +152,8 @@ class Meter:
         """Seconds billed since the last readings, one reading per call that has any.
 
         Ended and released calls get a last reading (even of zero seconds) and are
-        forgotten. Once
-        returned, a reading is the caller's to record: the meter will not return it again.
+        forgotten. Once returned, a reading is the caller's to record: the meter will not
+        return it again.
         """
         readings: list[UsageReading] = []
         for call_id, call in list(self._calls.items()):
