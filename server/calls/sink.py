@@ -20,6 +20,13 @@ from signalling.meter import UsageReading
 
 
 class LedgerCheckpointSink:
+    """Each flush's usage and checkpoints in one transaction.
+
+    Unknown calls are logged and dropped (by ``record_usage``) rather than raised: the
+    flusher retries a refused batch as it is, and one bad reading must not hold up every
+    other call's seconds.
+    """
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import asyncpg
-
 from server.db import Executor
 
 log = logging.getLogger(__name__)
@@ -144,17 +142,3 @@ async def record_usage(db: Executor, readings: Sequence[MeterReading]) -> UsageR
 
 def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
-
-
-class LedgerUsageSink:
-    """The meter flusher's ``UsageSink``: records each flush in one statement.
-
-    Unknown calls are logged and dropped rather than raised, because the flusher retries a
-    refused batch as it is and one bad reading must not hold up every other call's seconds.
-    """
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    async def record_usage(self, readings: Sequence[MeterReading]) -> None:
-        await record_usage(self._pool, readings)

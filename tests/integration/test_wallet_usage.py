@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from server.calls.sink import LedgerCheckpointSink
 from server.wallet import ledger
-from server.wallet.usage import LedgerUsageSink, record_usage
+from server.wallet.usage import record_usage
 from signalling.meter import Meter, MeterFlusher, UsageSink
 from signalling.model import Role
 from tests.support import PracticeFixture
@@ -81,7 +82,7 @@ async def test_the_meter_flusher_records_through_the_ledger_sink(
     call_id = str(await make_call(db, practice))
     now = [T0]
     meter = Meter()
-    sink: UsageSink = LedgerUsageSink(db)
+    sink: UsageSink = LedgerCheckpointSink(db)
     flusher = MeterFlusher(meter, sink, clock=lambda: now[0])
     meter.start_call(call_id, str(practice.id), T0, frozenset({Role.CLINICIAN, Role.CLIENT}))
     for step in (0.6, 1.1, 2.3, 0.5):
