@@ -359,6 +359,38 @@ async def test_abandon_warns_then_kills_the_link(
         ).to_be_visible()
 
 
+async def test_a_page_replaced_by_another_tab_says_so_and_lets_go_of_the_camera(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    context = await new_context()
+    await log_in(context, live_server, practice.clinician.email)
+    errors: list[str] = []
+    first = await context.new_page()
+    record_errors(first, "first tab", errors)
+    await first.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(first.get_by_role("heading", name="Waiting room")).to_be_visible()
+    await expect(first.locator("body")).to_have_attribute("data-connection", "open")
+    camera_state = "() => window.callSession.localStream.getTracks().map(t => t.readyState)"
+    assert "live" in await first.evaluate(camera_state)
+
+    second = await context.new_page()
+    record_errors(second, "second tab", errors)
+    await second.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(second.get_by_role("heading", name="Waiting room")).to_be_visible()
+    # The first tab is told where the call went, and stops holding the camera and
+    # microphone, which the tab that has the call now needs.
+    await expect(
+        first.get_by_role("heading", name="The call was opened in another window")
+    ).to_be_visible()
+    assert set(await first.evaluate(camera_state)) == {"ended"}
+    assert not errors, f"uncaught errors in the pages: {errors}"
+
+
 async def test_device_check_explains_a_refused_camera(
     new_context: OpenContext,
     live_server: LiveServer,

@@ -167,10 +167,9 @@ export class CallSession {
     if (state === "open") this.alert("");
     if (state === "closed" && !this.ended && CLOSED_ELSEWHERE[detail]) {
       // The server closed us for good without a farewell we saw (e.g. another tab of the
-      // same participant took over): say so instead of leaving a frozen call on screen.
-      this.ended = true;
-      this.leg.close();
-      this.hooks.onEnded({ reason: detail, your_role: this.role, ...CLOSED_ELSEWHERE[detail] });
+      // same participant took over): say so instead of leaving a frozen call on screen,
+      // and let go of the camera and microphone, which the page that has the call needs.
+      this._finish({ reason: detail, your_role: this.role, ...CLOSED_ELSEWHERE[detail] });
     }
     if (this.hooks.onConnection) this.hooks.onConnection(state);
   }
