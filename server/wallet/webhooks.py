@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from server.http import ApiError, json_response
+from server.http import ApiError, field_in_error, json_response
 from server.wallet.checkout import WalletServices, WebhookEvent, apply_callback
 from server.wallet.payments.gocardless import EVENT_OUTCOME, signature_valid
 from server.wallet.payments.http_json import dig
@@ -63,8 +63,7 @@ def _decode(raw: bytes, body_type: type[msgspec.Struct]) -> Any:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        field = message.split("`$.", 1)[1].split("`", 1)[0] if "`$." in message else None
-        raise ApiError(400, "invalid_body", message, field=field) from None
+        raise ApiError(400, "invalid_body", message, field=field_in_error(message)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
 

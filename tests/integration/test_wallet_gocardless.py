@@ -175,7 +175,12 @@ async def test_a_forged_or_malformed_webhook_changes_nothing(
     malformed, signed = gocardless.signed_webhook([{"id": "EV1", "action": "failed"}])
     response = await client.post(HOOK, data=malformed, headers=signed)
     assert response.status == 400
-    assert (await response.json())["error"]["field"] == "events[0]"
+    # the field missing is named with its path, as for our own API's bodies
+    assert (await response.json())["error"]["field"] == "events[0].resource_type"
+    empty = b"{}"
+    response = await client.post(HOOK, data=empty, headers=gocardless.signed_headers(empty))
+    assert response.status == 400
+    assert (await response.json())["error"]["field"] == "events"
     assert await ledger.balance_seconds(db, practice.id) == 300 * 60
     assert await db.fetchval("SELECT count(*) FROM payment_webhook_events") == 0
 
