@@ -6,6 +6,7 @@ or several test runs, can share one Redis without seeing each other's keys.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 
@@ -16,6 +17,11 @@ class Keys:
     def revoked_token(self, jti: str) -> str:
         """Set on logout; TTL = the token's remaining lifetime."""
         return f"{self.prefix}revoked:{jti}"
+
+    def sessions_revoked_before(self, user_id: uuid.UUID) -> str:
+        """UNIX second before which a user's sessions are refused, set when they lose access
+        (deactivated, or a role removed); TTL = the staff session lifetime."""
+        return f"{self.prefix}sessions-revoked-before:{user_id}"
 
     def login_failures_account(self, email: str) -> str:
         """Failed logins for an account; TTL = login failure window."""

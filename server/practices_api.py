@@ -13,7 +13,7 @@ from aiohttp import web
 
 from server import practices
 from server.appkeys import DB
-from server.auth.session import current_staff, require_role
+from server.auth.session import current_staff, end_sessions_of, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -153,12 +153,20 @@ async def update_user(request: web.Request) -> web.Response:
         raise ApiError(
             409, "own_admin_rights", "you cannot remove your own site admin role or account"
         )
+    db = request.app[DB]
+    before = await practices.get_user(db, staff.practice_id, user_id)
+    if before is None:
+        not_found("user")
     try:
-        user = await practices.update_user(request.app[DB], staff.practice_id, user_id, changes)
+        user = await practices.update_user(db, staff.practice_id, user_id, changes)
     except practices.DuplicateEmail:
         raise ApiError(409, "email_taken", "a user with this email exists", field="email") from None
     if user is None:
         not_found("user")
+    # A session carries the roles it was issued with: one that now grants more than the
+    # user holds must end, or a deactivated user would keep working until it expires.
+    if (before.active and not user.active) or not set(before.roles) <= set(user.roles):
+        await end_sessions_of(request.app, user_id)
     return json_response(user)
 
 

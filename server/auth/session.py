@@ -8,13 +8,14 @@ token in ``X-CSRF-Token``; a Bearer header cannot be sent by another site, so it
 from __future__ import annotations
 
 import hmac
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import web
 
-from server.appkeys import KEYS, REDIS, TOKENS
+from server.appkeys import CONFIG, KEYS, REDIS, TOKENS
 from server.auth.tokens import InvalidToken, StaffClaims
 from server.http import ApiError
 
@@ -65,8 +66,16 @@ async def current_staff(request: web.Request) -> Staff:
         claims: StaffClaims = tokens.verify_staff(token.strip())
     except InvalidToken as exc:
         raise _unauthenticated(f"invalid or expired session ({exc})") from None
-    if await request.app[REDIS].exists(request.app[KEYS].revoked_token(claims.jti)):
+    keys = request.app[KEYS]
+    # One round trip for both ways a session ends early: its own logout, and its user
+    # losing access (deactivated, or a role removed) after it was issued.
+    logged_out, revoked_before = await request.app[REDIS].mget(
+        keys.revoked_token(claims.jti), keys.sessions_revoked_before(claims.user_id)
+    )
+    if logged_out is not None:
         raise _unauthenticated("this session has been logged out")
+    if revoked_before is not None and claims.issued_at < float(revoked_before):
+        raise _unauthenticated("this account's access has changed; log in again")
     if via_cookie and request.method not in _SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent, tokens.csrf_token(claims.jti)):
@@ -74,6 +83,18 @@ async def current_staff(request: web.Request) -> Staff:
     staff = Staff(claims.user_id, claims.practice_id, claims.roles, claims.jti, claims.expires_at)
     request[_REQUEST_STAFF] = staff
     return staff
+
+
+async def end_sessions_of(app: web.Application, user_id: uuid.UUID) -> None:
+    """Refuse every session the user holds now (they lost access); later logins work.
+
+    Kept for a session lifetime, after which every such session has expired anyway.
+    """
+    await app[REDIS].set(
+        app[KEYS].sessions_revoked_before(user_id),
+        repr(time.time()),
+        ex=app[CONFIG].session_ttl_seconds,
+    )
 
 
 async def require_role(request: web.Request, *allowed: Role, action: str) -> Staff:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -33,6 +34,8 @@ class StaffClaims:
     practice_id: uuid.UUID
     roles: frozenset[str]
     jti: str
+    issued_at: float  # UNIX seconds to the millisecond: a session ends if its user loses
+    # access after it was issued, and a new login in that same second must still work
     expires_at: int
 
 
@@ -55,14 +58,18 @@ class TokenIssuer:
     def issue_staff(
         self, user_id: uuid.UUID, practice_id: uuid.UUID, roles: frozenset[str], ttl: int
     ) -> tuple[str, StaffClaims]:
-        now = int(time.time())
-        claims = StaffClaims(user_id, practice_id, roles, secrets.token_hex(16), now + ttl)
+        # Rounded down: never later than the moment it was issued.
+        issued_at = math.floor(time.time() * 1000) / 1000
+        expires_at = int(issued_at) + ttl
+        claims = StaffClaims(
+            user_id, practice_id, roles, secrets.token_hex(16), issued_at, expires_at
+        )
         payload = {
             "sub": str(user_id),
             "pid": str(practice_id),
             "roles": sorted(roles),
             "jti": claims.jti,
-            "iat": now,
+            "iat": issued_at,  # a NumericDate may have a fraction (RFC 7519 section 2)
             "exp": claims.expires_at,
             "aud": STAFF_AUDIENCE,
             "iss": self._issuer,
@@ -80,6 +87,7 @@ class TokenIssuer:
                 practice_id=uuid.UUID(payload["pid"]),
                 roles=frozenset(roles),
                 jti=str(payload["jti"]),
+                issued_at=float(payload["iat"]),
                 expires_at=int(payload["exp"]),
             )
         except (KeyError, ValueError, TypeError) as exc:

@@ -71,6 +71,68 @@ async def test_deactivated_user_cannot_log_in(client: ApiClient, practice: Pract
     assert refused.status == 401
 
 
+async def test_deactivating_a_user_ends_the_sessions_they_hold(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    admin = await login(client, practice.admin.email)
+    clinician = await login(client, practice.clinician.email)
+    assert (await client.get("/api/clients", headers=clinician)).status == 200
+    deactivated = await client.patch(
+        f"/api/users/{practice.clinician.id}", json={"active": False}, headers=admin
+    )
+    assert deactivated.status == 200
+    refused = await client.get("/api/clients", headers=clinician)
+    assert refused.status == 401
+    assert (await refused.json())["error"]["code"] == "unauthenticated"
+    # The admin's own session, and the other users', go on.
+    assert (await client.get("/api/clients", headers=admin)).status == 200
+    # Reactivated, the user logs in again; the old session stays dead.
+    reactivated = await client.patch(
+        f"/api/users/{practice.clinician.id}", json={"active": True}, headers=admin
+    )
+    assert reactivated.status == 200
+    again = await login(client, practice.clinician.email)
+    assert (await client.get("/api/clients", headers=again)).status == 200
+    assert (await client.get("/api/clients", headers=clinician)).status == 401
+
+
+async def test_removing_a_role_ends_sessions_that_carry_it_and_adding_one_does_not(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    admin = await login(client, practice.admin.email)
+    promote = await client.patch(
+        f"/api/users/{practice.clinician.id}",
+        json={"roles": ["clinician", "site_admin"]},
+        headers=admin,
+    )
+    assert promote.status == 200
+    promoted = await login(client, practice.clinician.email)
+    assert (await client.get("/api/clients", headers=promoted)).status == 200
+    # Unchanged roles and active (as the users page sends them) end nothing.
+    same = await client.patch(
+        f"/api/users/{practice.clinician.id}",
+        json={"roles": ["site_admin", "clinician"], "active": True, "name": "Dr Renamed"},
+        headers=admin,
+    )
+    assert same.status == 200
+    assert (await client.get("/api/clients", headers=promoted)).status == 200
+
+    demote = await client.patch(
+        f"/api/users/{practice.clinician.id}", json={"roles": ["clinician"]}, headers=admin
+    )
+    assert demote.status == 200
+    new_user = {
+        "email": "x@example.test",
+        "name": "X",
+        "password": PASSWORD,
+        "roles": ["clinician"],
+    }
+    stale = await client.post("/api/users", json=new_user, headers=promoted)
+    assert stale.status == 401
+    relogged = await login(client, practice.clinician.email)
+    assert (await client.post("/api/users", json=new_user, headers=relogged)).status == 403
+
+
 @pytest.mark.parametrize(
     "forgery",
     [
