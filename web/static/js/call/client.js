@@ -4,7 +4,7 @@
 
 import { socketUrl } from "./connection.js";
 import { flashNotice } from "./dialogs.js";
-import { DeviceProblem, LevelMeter, openDevices } from "./media.js";
+import { LevelMeter, openDevices } from "./media.js";
 import { CallSession } from "./session.js";
 import { $, ApiFailure, requestJson, setText, showScreen } from "./ui.js";
 
@@ -82,8 +82,7 @@ async function checkDevices() {
   stopDevices();
   try {
     localStream = await openDevices();
-  } catch (error) {
-    const problem = error instanceof DeviceProblem ? error : new DeviceProblem("other", String(error));
+  } catch (problem) {
     setText("#device-help-text", problem.message);
     help.dataset.kind = problem.kind;
     help.hidden = false;

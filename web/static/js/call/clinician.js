@@ -9,7 +9,7 @@
 
 import { socketUrl } from "./connection.js";
 import { askChoice } from "./dialogs.js";
-import { DeviceProblem, LevelMeter, openDevices } from "./media.js";
+import { LevelMeter, openDevices } from "./media.js";
 import { CallSession } from "./session.js";
 import { $, ApiFailure, formatDuration, requestJson, setText, showScreen } from "./ui.js";
 
@@ -206,8 +206,7 @@ async function prepareDevices() {
   try {
     localStream = await openDevices();
     meter = new LevelMeter(localStream, $("#mic-level"));
-  } catch (error) {
-    const problem = error instanceof DeviceProblem ? error : new DeviceProblem("other", String(error));
+  } catch (problem) {
     setText("#device-help-text", problem.message);
     help.hidden = false;
     localStream = new MediaStream();

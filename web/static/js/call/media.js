@@ -42,6 +42,8 @@ const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 }, frame
 /**
  * Ask for camera and microphone. With only one of them present, carry on with that one
  * (a call with audio only is better than no call); with neither, explain what to do.
+ * Every failure is a `DeviceProblem` (each getUserMedia refusal is classified), so a page
+ * has one thing to show.
  * @returns {Promise<MediaStream>}
  */
 export async function openDevices() {
