@@ -177,7 +177,7 @@ async def apply_callback(
     """
     if outcome.kind == "approved":
         provider = _stored_provider(services, purchase)
-        outcome = await provider.capture_payment(payment_request(purchase, services.base_url))
+        outcome = await _capture_approved(services, provider, purchase, outcome, None)
     return await _apply(services.pool, purchase.id, outcome, event)
 
 
@@ -232,11 +232,23 @@ async def _settle(
 ) -> Transition:
     if outcome.kind == "approved":
         # Approved at PayPal but not captured (the return never came): capture now.
-        request = payment_request(purchase, services.base_url, mandate)
-        if request.payment_id is None:
-            request = dataclasses.replace(request, payment_id=outcome.payment_id)
-        outcome = await provider.capture_payment(request)
+        outcome = await _capture_approved(services, provider, purchase, outcome, mandate)
     return await _apply(services.pool, purchase.id, outcome)
+
+
+async def _capture_approved(
+    services: WalletServices,
+    provider: PaymentProvider,
+    purchase: Purchase,
+    approved: ProviderOutcome,
+    mandate: str | None,
+) -> ProviderOutcome:
+    """Capture an approved order; the approval names it when our row does not know it yet
+    (its creation's answer was lost)."""
+    request = payment_request(purchase, services.base_url, mandate)
+    if request.payment_id is None:
+        request = dataclasses.replace(request, payment_id=approved.payment_id)
+    return await provider.capture_payment(request)
 
 
 async def _apply(

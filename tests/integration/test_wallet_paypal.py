@@ -15,7 +15,7 @@ from server.config import Config
 from server.wallet import ledger
 from tests.providers.paypal_fake import FakePayPal
 from tests.support import ApiClient, PracticeFixture, login_as
-from tests.wallet_fixtures import live_payments, running
+from tests.wallet_fixtures import ledger_consistent, live_payments, running
 
 BUY = "/api/minutes/purchases"
 HOOK = "/webhooks/paypal"
@@ -188,6 +188,34 @@ async def test_a_lost_create_answer_is_reconciled_to_the_same_order(
     replies = await asyncio.gather(*(client.post(reconcile, headers=admin) for _ in range(4)))
     assert {(await r.json())["purchase"]["status"] for r in replies} == {"credited"}
     assert await ledger.balance_seconds(db, practice.id) == 300 * 60
+
+
+async def test_an_approval_webhook_for_an_order_whose_create_answer_was_lost_credits_once(
+    client: ApiClient,
+    db: asyncpg.Pool,
+    practice: PracticeFixture,
+    admin: dict[str, str],
+    paypal: FakePayPal,
+) -> None:
+    # R-M4: PayPal's CHECKOUT.ORDER.APPROVED names the order our row does not know yet (its
+    # create answer was lost): the callback captures that order, as reconcile would
+    paypal.stall_order_creations = 1
+    response = await client.post(
+        BUY, json={"bundle_minutes": 300, "idempotency_key": "paypal-lost-002"}, headers=admin
+    )
+    assert response.status == 202
+    purchase = (await response.json())["purchase"]
+    assert purchase["provider_payment_id"] is None
+    [order_id] = paypal.orders
+    paypal.approve(order_id)
+    approved = paypal.event("CHECKOUT.ORDER.APPROVED", paypal.orders[order_id])
+    for _ in range(2):  # and a replay of it applies nothing more
+        reply = await client.post(HOOK, json=approved, headers=paypal.signed_headers(approved))
+        assert reply.status == 200, await reply.text()
+    after = await (await client.get(f"{BUY}/{purchase['id']}", headers=admin)).json()
+    assert after["status"] == "credited" and after["provider_payment_id"] == order_id
+    assert await ledger.balance_seconds(db, practice.id) == 300 * 60
+    assert await ledger_consistent(db)
 
 
 async def test_cancel_at_paypal_and_wrong_tokens(
