@@ -167,11 +167,10 @@ async def viewer_of(request: web.Request) -> Viewer | None:
         if exc.status_code == 401:
             return None
         raise
-    db = request.app[DB]
-    user = await practices.get_user(db, staff.practice_id, staff.user_id)
-    practice = await practices.get_practice(db, staff.practice_id)
-    if user is None or practice is None or not user.active:
+    member = await practices.active_member(request.app[DB], staff.practice_id, staff.user_id)
+    if member is None:
         return None
+    user, practice = member
     return Viewer(user, practice, MINUTES_DASHBOARD_PATH)
 
 

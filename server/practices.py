@@ -158,6 +158,17 @@ async def get_user(db: Executor, practice_id: uuid.UUID, user_id: uuid.UUID) -> 
     return User(**dict(row)) if row else None
 
 
+async def active_member(
+    db: Executor, practice_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[User, Practice] | None:
+    """A signed-in user with their practice, or None once the user is gone or deactivated."""
+    user = await get_user(db, practice_id, user_id)
+    practice = await get_practice(db, practice_id)
+    if user is None or practice is None or not user.active:
+        return None
+    return user, practice
+
+
 async def login_record(db: Executor, email: str) -> asyncpg.Record | None:
     """The fields login needs, by email, across practices (email is unique)."""
     return await db.fetchrow(

@@ -96,11 +96,10 @@ async def logout(request: web.Request) -> web.Response:
 
 async def me(request: web.Request) -> web.Response:
     staff = await current_staff(request)
-    db = request.app[DB]
-    user = await practices.get_user(db, staff.practice_id, staff.user_id)
-    practice = await practices.get_practice(db, staff.practice_id)
-    if user is None or practice is None or not user.active:
+    member = await practices.active_member(request.app[DB], staff.practice_id, staff.user_id)
+    if member is None:
         raise ApiError(401, "unauthenticated", "this account no longer exists")
+    user, practice = member
     return json_response(
         {
             "user": user,
