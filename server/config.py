@@ -193,6 +193,13 @@ def _parse_float(name: str, raw: str) -> float:
     return value
 
 
+def _parse_choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        wanted = " or ".join(allowed) if len(allowed) < 3 else "one of " + ", ".join(allowed)
+        raise ConfigError(f"{name.upper()}: expected {wanted}, got {raw!r}")
+    return raw
+
+
 def _check_url(name: str, raw: str, schemes: set[str]) -> str:
     try:
         parts = urlsplit(raw)
@@ -339,29 +346,18 @@ def _build(raw: dict[str, str]) -> Config:
             kwargs[int_name] = _parse_int(int_name, raw[int_name], 1)
     if "cookie_secure" in raw:
         kwargs["cookie_secure"] = _parse_bool("cookie_secure", raw["cookie_secure"])
-    if "log_format" in raw:
-        if raw["log_format"] not in {"text", "json"}:
-            raise ConfigError(f"LOG_FORMAT: expected text or json, got {raw['log_format']!r}")
-        kwargs["log_format"] = raw["log_format"]
+    for choice_name, allowed in (
+        ("log_format", ("text", "json")),
+        ("sms_provider", SMS_PROVIDERS),
+        ("email_provider", EMAIL_PROVIDERS),
+    ):
+        if choice_name in raw:
+            kwargs[choice_name] = _parse_choice(choice_name, raw[choice_name], allowed)
     if "secret_key" in raw:
         if len(raw["secret_key"]) < 32:
             raise ConfigError("SECRET_KEY: must be at least 32 characters")
         kwargs["secret_key"] = raw["secret_key"]
     kwargs["smtp"] = _build_smtp(raw)
-    if "sms_provider" in raw:
-        if raw["sms_provider"] not in SMS_PROVIDERS:
-            wanted = ", ".join(SMS_PROVIDERS)
-            raise ConfigError(
-                f"SMS_PROVIDER: expected one of {wanted}, got {raw['sms_provider']!r}"
-            )
-        kwargs["sms_provider"] = raw["sms_provider"]
-    if "email_provider" in raw:
-        if raw["email_provider"] not in EMAIL_PROVIDERS:
-            wanted = ", ".join(EMAIL_PROVIDERS)
-            raise ConfigError(
-                f"EMAIL_PROVIDER: expected one of {wanted}, got {raw['email_provider']!r}"
-            )
-        kwargs["email_provider"] = raw["email_provider"]
     if "link_grace_minutes" in raw:
         kwargs["link_grace_minutes"] = _parse_int(
             "link_grace_minutes", raw["link_grace_minutes"], 0, 7 * 24 * 60
@@ -495,9 +491,9 @@ def _build_media(raw: dict[str, str]) -> MediaConfig:
 
 def _build_payments(raw: dict[str, str]) -> PaymentsConfig:
     changes: dict[str, object] = {}
-    mode = raw.get("payments_provider", "sandbox")
-    if mode not in {"sandbox", "live"}:
-        raise ConfigError(f"PAYMENTS_PROVIDER: expected sandbox or live, got {mode!r}")
+    mode = _parse_choice(
+        "payments_provider", raw.get("payments_provider", "sandbox"), ("sandbox", "live")
+    )
     changes["mode"] = mode
     for name in ("gocardless_base_url", "paypal_base_url"):
         if name in raw:
