@@ -57,6 +57,12 @@ class MoveBody(msgspec.Struct, forbid_unknown_fields=True):
     clinician_id: uuid.UUID | None = None
 
 
+class RebookBody(msgspec.Struct, forbid_unknown_fields=True):
+    # Both default to the abandoned appointment's own (R-C7: "rebook the appointment").
+    starts_at: When | None = None
+    clinician_id: uuid.UUID | None = None
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -262,6 +268,22 @@ async def move_appointment(request: web.Request) -> web.Response:
     return json_response(moved)
 
 
+@_diary_errors
+async def rebook_appointment(request: web.Request) -> web.Response:
+    staff = await _booker(request)
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    body = await read_body(request, RebookBody) if request.body_exists else RebookBody()
+    result = await changes.rebook(
+        request.app[DB],
+        staff.practice_id,
+        staff.user_id,
+        appointment_id,
+        body.starts_at,
+        body.clinician_id,
+    )
+    return json_response(_booking_json(result, _signer(request)), status=201)
+
+
 def add_routes(app: web.Application) -> None:
     """Every route of the diary: appointments, message templates and clients' links."""
     r = app.router
@@ -272,5 +294,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/appointments/{appointment_id}/summary", get_summary)
     r.add_post("/api/appointments/{appointment_id}/cancel", cancel_appointment)
     r.add_post("/api/appointments/{appointment_id}/move", move_appointment)
+    r.add_post("/api/appointments/{appointment_id}/rebook", rebook_appointment)
     templates_api.add_routes(app)
     links_api.add_routes(app)

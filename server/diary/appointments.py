@@ -35,6 +35,11 @@ class Appointment(msgspec.Struct, frozen=True):
     cancelled_at: datetime | None
     cancel_reason: str | None
     link_state: str | None  # None: not a video appointment
+    # Derived from status, link and latest call (the ``appointment_outcomes`` view, R-C10):
+    # booked | waiting_room_open | in_call | completed | abandoned | cancelled.
+    outcome: str
+    billed_seconds: int | None  # seconds billed for its call (None: no call)
+    rebooked_from: uuid.UUID | None  # the abandoned appointment this one rebooks (R-C7)
 
 
 class AppointmentForCall(msgspec.Struct, frozen=True):
@@ -73,11 +78,13 @@ _APPOINTMENT_SELECT = """
     SELECT a.id, a.practice_id, a.clinician_id, u.name AS clinician_name,
            a.client_id, c.name AS client_name, a.type_id, t.name AS type_name, t.is_video,
            a.series_id, a.series_position, a.starts_at, a.ends_at, a.status,
-           a.cancelled_at, a.cancel_reason, l.state AS link_state
+           a.cancelled_at, a.cancel_reason, l.state AS link_state,
+           o.outcome, o.billed_seconds, a.rebooked_from
     FROM appointments a
     JOIN users u ON u.id = a.clinician_id
     JOIN clients c ON c.id = a.client_id
     JOIN appointment_types t ON t.id = a.type_id
+    JOIN appointment_outcomes o ON o.appointment_id = a.id
     LEFT JOIN video_links l ON l.appointment_id = a.id
 """
 
@@ -110,6 +117,9 @@ async def find_clashes(
             AND a.starts_at > o.starts_at - interval '1 day'
             AND a.starts_at < o.ends_at AND a.ends_at > o.starts_at
             AND a.id IS DISTINCT FROM $5
+            -- an abandoned appointment (did not attend) frees its slot for a rebooking
+            AND NOT EXISTS (SELECT 1 FROM video_links l
+                            WHERE l.appointment_id = a.id AND l.state = 'abandoned')
            ORDER BY o.position, a.starts_at""",
         clinician_id,
         [o.position for o in occurrences],
@@ -150,6 +160,7 @@ class NewAppointments:
     type_id: uuid.UUID
     series_id: uuid.UUID | None
     created_by: uuid.UUID | None
+    rebooked_from: uuid.UUID | None = None
 
 
 async def insert_appointments(
@@ -161,8 +172,9 @@ async def insert_appointments(
     in_series = new.series_id is not None
     await db.execute(
         """INSERT INTO appointments (id, practice_id, clinician_id, client_id, type_id,
-                                     series_id, series_position, starts_at, ends_at, created_by)
-           SELECT id, $1, $2, $3, $4, $5, position, starts_at, ends_at, $6
+                                     series_id, series_position, starts_at, ends_at, created_by,
+                                     rebooked_from)
+           SELECT id, $1, $2, $3, $4, $5, position, starts_at, ends_at, $6, $11
            FROM unnest($7::uuid[], $8::int[], $9::timestamptz[], $10::timestamptz[])
                 AS t(id, position, starts_at, ends_at)""",
         new.practice_id,
@@ -175,6 +187,7 @@ async def insert_appointments(
         [o.position if in_series else None for o in occurrences],
         [o.starts_at for o in occurrences],
         [o.ends_at for o in occurrences],
+        new.rebooked_from,
     )
 
 
@@ -266,6 +279,16 @@ async def with_open_call(db: Executor, appointment_ids: Sequence[uuid.UUID]) -> 
         list(appointment_ids),
     )
     return {r["appointment_id"] for r in rows}
+
+
+async def rebooking_of(db: Executor, appointment_id: uuid.UUID) -> uuid.UUID | None:
+    """The live appointment that rebooked this (abandoned) one, if any."""
+    found: uuid.UUID | None = await db.fetchval(
+        """SELECT id FROM appointments WHERE rebooked_from = $1 AND status = 'booked'
+           ORDER BY created_at LIMIT 1""",
+        appointment_id,
+    )
+    return found
 
 
 async def has_appointments(db: Executor, practice_id: uuid.UUID) -> bool:

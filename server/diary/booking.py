@@ -40,6 +40,7 @@ class BookingRequest:
     starts_at: datetime  # tz-aware
     rule: Rule | None = None  # None: a single appointment
     skip_clashes: bool = False  # book the occurrences that do not clash, report the others
+    rebooked_from: uuid.UUID | None = None  # the abandoned appointment this one replaces
 
 
 @dataclass(frozen=True)
@@ -185,43 +186,55 @@ async def book(
 ) -> BookingResult:
     now = now or datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
-        parties = await load_parties(conn, practice_id, request)
-        occurrences = plan_occurrences(parties, request, now)
-        await appointments.lock_clinician_diary(conn, parties.clinician.id)
-        clashes = await appointments.find_clashes(conn, parties.clinician.id, occurrences)
-        planned = _with_clashes(occurrences, clashes)
-        skipped = [p for p in planned if p.clashes]
-        to_book = [p.occurrence for p in planned if not p.clashes]
-        if skipped and (not request.skip_clashes or not to_book):
-            which = "every appointment" if not to_book else f"{len(skipped)} appointment(s)"
-            raise Conflict(
-                "clashes",
-                f"{which} of {len(planned)} clash with the clinician's diary; nothing was booked",
-                clashes=clash_report(planned),
-            )
-        series_id: uuid.UUID | None = None
-        if request.rule is not None:
-            series_id = uuid.uuid4()
-            await appointments.insert_series(conn, series_id, practice_id, request.rule, booked_by)
-        new = appointments.NewAppointments(
-            practice_id,
-            parties.clinician.id,
-            parties.client.id,
-            parties.appointment_type.id,
-            series_id,
-            booked_by,
+        return await book_in(conn, practice_id, booked_by, request, now)
+
+
+async def book_in(
+    conn: Executor,
+    practice_id: uuid.UUID,
+    booked_by: uuid.UUID | None,
+    request: BookingRequest,
+    now: datetime,
+) -> BookingResult:
+    """``book`` inside the caller's transaction."""
+    parties = await load_parties(conn, practice_id, request)
+    occurrences = plan_occurrences(parties, request, now)
+    await appointments.lock_clinician_diary(conn, parties.clinician.id)
+    clashes = await appointments.find_clashes(conn, parties.clinician.id, occurrences)
+    planned = _with_clashes(occurrences, clashes)
+    skipped = [p for p in planned if p.clashes]
+    to_book = [p.occurrence for p in planned if not p.clashes]
+    if skipped and (not request.skip_clashes or not to_book):
+        which = "every appointment" if not to_book else f"{len(skipped)} appointment(s)"
+        raise Conflict(
+            "clashes",
+            f"{which} of {len(planned)} clash with the clinician's diary; nothing was booked",
+            clashes=clash_report(planned),
         )
-        ids = [uuid.uuid4() for _ in to_book]
-        await appointments.insert_appointments(conn, new, ids, to_book)
-        if not parties.appointment_type.is_video:
-            booked = [BookedAppointment(i, None, o) for i, o in zip(ids, to_book, strict=True)]
-            return BookingResult(series_id, booked, skipped, 0)
-        link_ids = [uuid.uuid4() for _ in to_book]
-        await links.insert_links(conn, practice_id, link_ids, ids)
-        booked = [
-            BookedAppointment(i, link, o) for i, link, o in zip(ids, link_ids, to_book, strict=True)
-        ]
-        queued = await _queue_booking_messages(conn, parties, booked, series_id, now)
+    series_id: uuid.UUID | None = None
+    if request.rule is not None:
+        series_id = uuid.uuid4()
+        await appointments.insert_series(conn, series_id, practice_id, request.rule, booked_by)
+    new = appointments.NewAppointments(
+        practice_id,
+        parties.clinician.id,
+        parties.client.id,
+        parties.appointment_type.id,
+        series_id,
+        booked_by,
+        request.rebooked_from,
+    )
+    ids = [uuid.uuid4() for _ in to_book]
+    await appointments.insert_appointments(conn, new, ids, to_book)
+    if not parties.appointment_type.is_video:
+        booked = [BookedAppointment(i, None, o) for i, o in zip(ids, to_book, strict=True)]
+        return BookingResult(series_id, booked, skipped, 0)
+    link_ids = [uuid.uuid4() for _ in to_book]
+    await links.insert_links(conn, practice_id, link_ids, ids)
+    booked = [
+        BookedAppointment(i, link, o) for i, link, o in zip(ids, link_ids, to_book, strict=True)
+    ]
+    queued = await _queue_booking_messages(conn, parties, booked, series_id, now)
     return BookingResult(series_id, booked, skipped, queued)
 
 

@@ -1,8 +1,10 @@
-"""Cancelling and moving booked appointments (R-B4, R-C6, R-C7).
+"""Cancelling, moving and rebooking appointments (R-B4, R-B9, R-C6, R-C7).
 
 Cancelling revokes the link and cancels the scheduled reminder in the same transaction;
-moving keeps the link and moves the reminder. An appointment whose call has taken place
-(link ended or abandoned) or whose waiting room is open is left as it is.
+moving keeps the link, re-times the reminder and tells the client (``appointment_moved``).
+An appointment whose call has taken place (link ended), that was abandoned (rebook it
+instead: a new appointment with a new link) or whose call is open is left as it is; an
+open waiting room with nobody admitted is closed by the caller first (``server.calls``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from server.db import Executor
 from server.diary import appointments, links, messages, outbox
 from server.diary.appointments import Appointment
 from server.diary.booking import (
+    BookingRequest,
+    BookingResult,
     PlannedOccurrence,
     active_clinician,
+    book_in,
     check_start,
     clash_report,
 )
@@ -60,6 +65,12 @@ async def _appointment_to_change(
 
 
 def _refuse_if_held(appointment: Appointment, open_calls: set[uuid.UUID]) -> None:
+    if appointment.link_state == LinkState.ABANDONED:
+        raise Conflict(
+            "abandoned",
+            "this appointment was abandoned (the client did not attend): rebook it to "
+            "issue a new link",
+        )
     if appointment.link_state in _HELD:
         raise Conflict("already_held", "this appointment's video call has already taken place")
     if appointment.id in open_calls:
@@ -109,10 +120,8 @@ async def cancel(
             return CancelResult([], [a.id for a in kept], 0)
         target_ids = [a.id for a in targets]
         await appointments.cancel_appointments(conn, target_ids, reason)
+        # Revoking a link cancels the reminders that carry it, in this transaction (R-B10).
         await links.revoke_links_of(conn, target_ids, "appointment cancelled")
-        await outbox.cancel_scheduled(
-            conn, target_ids, [Trigger.APPOINTMENT_REMINDER], "appointment cancelled"
-        )
         queued = await _queue_cancellation(conn, targets, notify_client, now)
     return CancelResult(target_ids, [a.id for a in kept], queued)
 
@@ -169,11 +178,12 @@ async def move(
         updated = await appointments.get_appointment(conn, practice_id, appointment.id)
         assert updated is not None
         if updated.is_video:
-            await _move_reminder(conn, updated, now)
+            await _tell_moved(conn, updated, now)
     return updated
 
 
-async def _move_reminder(conn: Executor, appointment: Appointment, now: datetime) -> None:
+async def _tell_moved(conn: Executor, appointment: Appointment, now: datetime) -> None:
+    """The client hears of the new time (R-B9) and the reminder follows it (R-B4)."""
     # The old reminder is cancelled and a new one queued (rather than edited in place), so a
     # worker sending the old one right now cannot overwrite the new one's state.
     await outbox.cancel_scheduled(
@@ -186,4 +196,47 @@ async def _move_reminder(conn: Executor, appointment: Appointment, now: datetime
     video = messages.VideoAppointment(
         appointment.id, link.id if link else None, appointment.starts_at
     )
-    await outbox.insert_messages(conn, messages.reminders(context, [video], now))
+    queued = messages.moved(context, video, now) + messages.reminders(context, [video], now)
+    await outbox.insert_messages(conn, queued)
+
+
+async def rebook(
+    pool: asyncpg.Pool,
+    practice_id: uuid.UUID,
+    booked_by: uuid.UUID | None,
+    appointment_id: uuid.UUID,
+    starts_at: datetime | None = None,
+    clinician_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> BookingResult:
+    """A new appointment for an abandoned one's client and type, with a new link (R-C7).
+
+    By default the same clinician and time; the new appointment gets its own confirmation
+    and reminder, and names the abandoned one (``rebooked_from``), whose link stays dead.
+    One rebooking per abandoned appointment: a second (a double click) is refused with the
+    id of the first.
+    """
+    now = now or datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        original = await _appointment_to_change(conn, practice_id, appointment_id)
+        if original.outcome != "abandoned":
+            raise Conflict(
+                "not_abandoned",
+                "only an abandoned appointment (the client did not attend) is rebooked; "
+                "move this one instead",
+            )
+        earlier = await appointments.rebooking_of(conn, original.id)
+        if earlier is not None:
+            raise Conflict(
+                "already_rebooked",
+                "this appointment has already been rebooked",
+                appointment_id=str(earlier),
+            )
+        request = BookingRequest(
+            clinician_id=clinician_id or original.clinician_id,
+            client_id=original.client_id,
+            type_id=original.type_id,
+            starts_at=starts_at or original.starts_at,
+            rebooked_from=original.id,
+        )
+        return await book_in(conn, practice_id, booked_by, request, now)

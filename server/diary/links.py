@@ -9,7 +9,8 @@ characters. Opening a link recomputes the MAC and compares it in constant time, 
 - the summary can show the URL again at any time (it is derived, not stored).
 
 A link is ``active`` until its call ends, the call is abandoned at the waiting room, or
-the appointment is cancelled (``revoked``); none of these ever reverses.
+the appointment is cancelled (``revoked``); none of these ever reverses, and closing a link
+cancels the scheduled messages that carry it, in the same transaction (R-B10).
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ async def close_link(
         reason,
     )
     if closed is not None:
+        await cancel_messages_carrying(db, [link_id], reason)
         return LinkState(closed)
     current = await db.fetchval("SELECT state FROM video_links WHERE id = $1", link_id)
     return LinkState(current) if current is not None else None
@@ -159,12 +161,30 @@ async def abandon_link(
 
 
 async def revoke_links_of(db: Executor, appointment_ids: Sequence[uuid.UUID], reason: str) -> None:
-    await db.execute(
+    revoked = await db.fetch(
         """UPDATE video_links SET state = 'revoked', closed_at = now(), close_reason = $2
-           WHERE appointment_id = ANY($1::uuid[]) AND state = 'active'""",
+           WHERE appointment_id = ANY($1::uuid[]) AND state = 'active' RETURNING id""",
         list(appointment_ids),
         reason,
     )
+    await cancel_messages_carrying(db, [r["id"] for r in revoked], reason)
+
+
+async def cancel_messages_carrying(db: Executor, link_ids: Sequence[uuid.UUID], reason: str) -> int:
+    """Messages die with their link (R-B10): scheduled ones carrying it are cancelled.
+
+    Run in the transaction that closes the link, so no reminder outlives it. A message a
+    worker has claimed meanwhile is caught by the worker's own check before it sends.
+    """
+    if not link_ids:
+        return 0
+    result = await db.execute(
+        """UPDATE outbox_messages SET status = 'cancelled', cancel_reason = $2
+           WHERE link_id = ANY($1::uuid[]) AND status = 'scheduled'""",
+        list(link_ids),
+        reason,
+    )
+    return int(result.split()[-1])
 
 
 async def resolve_token(db: Executor, signer: LinkSigner, token: str) -> AppointmentForCall | None:
@@ -194,3 +214,8 @@ async def link_of(db: Executor, appointment_id: uuid.UUID) -> Link | None:
         row["closed_at"],
         row["close_reason"],
     )
+
+
+async def link_is_active(db: Executor, link_id: uuid.UUID) -> bool:
+    state = await db.fetchval("SELECT state FROM video_links WHERE id = $1", link_id)
+    return bool(state == LinkState.ACTIVE)

@@ -133,3 +133,10 @@ def cancellation(
         now,
         cancelled_count=str(cancelled_count),
     )
+
+
+def moved(
+    context: MessageContext, appointment: VideoAppointment, now: datetime
+) -> list[NewMessage]:
+    """The client is told the new date and time, with the same link (R-B9)."""
+    return _messages(context, Trigger.APPOINTMENT_MOVED, appointment, now)

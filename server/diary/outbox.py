@@ -149,6 +149,20 @@ async def mark_sent(db: Executor, message: ClaimedMessage) -> bool:
     return done is not None
 
 
+async def cancel_claimed(db: Executor, message: ClaimedMessage, reason: str) -> bool:
+    """A claimed message that must not go (its link died after the claim): cancelled."""
+    done = await db.fetchval(
+        """UPDATE outbox_messages
+           SET status = 'cancelled', cancel_reason = $3, claimed_until = NULL,
+               claim_token = NULL
+           WHERE id = $1 AND claim_token = $2 AND status = 'scheduled' RETURNING id""",
+        message.id,
+        message.claim_token,
+        reason,
+    )
+    return done is not None
+
+
 async def record_failure(
     db: Executor, message: ClaimedMessage, error: str, retry_in_seconds: float | None
 ) -> bool:

@@ -38,12 +38,15 @@ class VideoLink(msgspec.Struct, frozen=True):
     available: bool  # whether the client may still open it (R-C6): as join decides
     closed_at: datetime | None
     close_reason: str | None
+    # Why the client can no longer use it, for staff (None while it is available).
+    unavailable_because: str | None
 
 
 class AppointmentSummary(msgspec.Struct, frozen=True):
-    appointment: Appointment
+    appointment: Appointment  # with its outcome (R-C10)
     video_link: VideoLink | None  # None: not a video appointment
     communications: list[Communication]
+    rebooked_as: uuid.UUID | None  # the appointment that rebooked this abandoned one
 
 
 async def appointment_summary(
@@ -62,17 +65,22 @@ async def appointment_summary(
     if link is not None:
         # The join's own rule: a call running past its end plus the grace keeps its link.
         call = await latest_call(db, appointment.id)
+        available = client_may_enter(
+            link.state, appointment.status, appointment.ends_at, call, now, grace
+        )
         video_link = VideoLink(
             url=signer.url(link.id),
             state=link.state,
-            available=client_may_enter(
-                link.state, appointment.status, appointment.ends_at, call, now, grace
-            ),
+            available=available,
             closed_at=link.closed_at,
             close_reason=link.close_reason,
+            unavailable_because=None if available else _why_dead(link.state),
         )
     entries = await outbox.history(db, practice_id, appointment.id, appointment.series_id)
-    return AppointmentSummary(appointment, video_link, [_communication(e, signer) for e in entries])
+    rebooked_as = await appointments.rebooking_of(db, appointment.id)
+    return AppointmentSummary(
+        appointment, video_link, [_communication(e, signer) for e in entries], rebooked_as
+    )
 
 
 def _communication(entry: outbox.HistoryEntry, signer: LinkSigner) -> Communication:
@@ -92,3 +100,16 @@ def _communication(entry: outbox.HistoryEntry, signer: LinkSigner) -> Communicat
         last_error=entry.last_error,
         cancel_reason=entry.cancel_reason,
     )
+
+
+_DEAD_BECAUSE = {
+    "ended": "The call has taken place and ended: a link opens one call only.",
+    "abandoned": "The waiting room was abandoned (the client did not attend). "
+    "Rebook the appointment to issue a new link.",
+    "revoked": "The appointment was cancelled.",
+}
+
+
+def _why_dead(link_state: str) -> str:
+    # An active link that is no longer available is past its appointment's end and grace.
+    return _DEAD_BECAUSE.get(link_state, "The appointment is over: its time has passed.")

@@ -26,6 +26,7 @@ class Trigger(enum.StrEnum):
     RECURRING_VIDEO_APPOINTMENT_BOOKED = "recurring_video_appointment_booked"
     APPOINTMENT_REMINDER = "appointment_reminder"
     APPOINTMENT_CANCELLED = "appointment_cancelled"
+    APPOINTMENT_MOVED = "appointment_moved"  # the new date and time, the same link (R-B9)
 
 
 class Channel(enum.StrEnum):
@@ -54,6 +55,7 @@ PLACEHOLDERS: dict[Trigger, tuple[str, ...]] = {
     ),
     Trigger.APPOINTMENT_REMINDER: (*COMMON_PLACEHOLDERS, VIDEO_LINK),
     Trigger.APPOINTMENT_CANCELLED: CANCELLED_PLACEHOLDERS,
+    Trigger.APPOINTMENT_MOVED: (*COMMON_PLACEHOLDERS, VIDEO_LINK),
 }
 MAX_SUBJECT = 200
 MAX_BODY = {Channel.EMAIL: 5000, Channel.SMS: 640}
@@ -131,6 +133,18 @@ DEFAULTS: dict[tuple[Trigger, Channel], tuple[str, str]] = {
         "",
         "{practice_name}: your video appointment with {practitioner} on {date} at {time} "
         "has been cancelled (appointments cancelled: {cancelled_count}).",
+    ),
+    (Trigger.APPOINTMENT_MOVED, Channel.EMAIL): (
+        "Video appointment moved to {date} at {time}",
+        "Dear {client_name},\n\n"
+        "Your video appointment with {practitioner} has moved to {date} at {time}.\n\n"
+        "Your link stays the same; join here when it is time:\n"
+        "{video_link}" + _SIGN_OFF,
+    ),
+    (Trigger.APPOINTMENT_MOVED, Channel.SMS): (
+        "",
+        "{practice_name}: your video appointment with {practitioner} has moved to {date} at "
+        "{time}. Same link: {video_link}",
     ),
 }
 

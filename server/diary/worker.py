@@ -24,7 +24,7 @@ from server.diary.delivery import (
     email_sender_for,
     sms_sender_for,
 )
-from server.diary.links import LinkSigner
+from server.diary.links import LinkSigner, link_is_active
 from server.diary.outbox import ClaimedMessage
 from server.diary.templates import Channel, fill_video_link
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 3600.0
 BATCH_SIZE = 20
 STOP_TIMEOUT_SECONDS = 10.0
+DEAD_LINK_REASON = "not sent: its video link is no longer active"
 
 
 def backoff_seconds(settings: OutboxConfig, attempts: int) -> float:
@@ -105,6 +106,11 @@ class OutboxWorker:
         return len(claimed)
 
     async def _deliver(self, message: ClaimedMessage) -> None:
+        if message.link_id is not None and not await link_is_active(self._pool, message.link_id):
+            # R-B10: the link died after this message was claimed (its call ended, it was
+            # abandoned or cancelled meanwhile): a dead link is never sent.
+            await outbox.cancel_claimed(self._pool, message, DEAD_LINK_REASON)
+            return
         link = self._signer.url(message.link_id) if message.link_id else ""
         subject = fill_video_link(message.subject, link)
         body = fill_video_link(message.body, link)

@@ -315,6 +315,7 @@ async def test_cancelling_cancels_the_reminder_and_sends_a_cancellation(
     smtp_server: SmtpServer,
 ) -> None:
     # R-B4: the cancelled appointment's reminder never goes out.
+    # R-B10: nor does its unsent confirmation: it carries the revoked link.
     start = next_weekday_at(10)
     booking = await book(client, practice, start)
     headers = await login_as(client, practice, "receptionist")
@@ -332,13 +333,12 @@ async def test_cancelling_cancels_the_reminder_and_sends_a_cancellation(
     assert subjects == [
         f"Video appointment cancelled: {local_date(start, 'Europe/London')} at "
         f"{local_time(start, 'Europe/London')}",
-        f"Your video appointment on {local_date(start, 'Europe/London')} at "
-        f"{local_time(start, 'Europe/London')}",
     ]
     cancellation = next(m for m in smtp_server.received if "cancelled" in m["Subject"])
     assert tokens_in(body_text(cancellation)) == []
     statuses = await _statuses(db)
     assert statuses[("appointment_reminder", "cancelled")] == 2
+    assert statuses[("video_appointment_booked", "cancelled")] == 2
     assert statuses[("appointment_cancelled", "sent")] == 2
 
 
@@ -376,6 +376,13 @@ async def test_moving_moves_the_reminder_and_keeps_the_link(
     assert local_time(new_start, "Europe/London") in reminder["Subject"]
     assert local_date(new_start, "Europe/London") in reminder["Subject"]
     assert tokens_in(body_text(reminder)) == [appointment["video_url"].rsplit("/", 1)[1]]
+    # R-B9: the client is told the new date and time, with the same link.
+    (moved,) = [
+        m for m in smtp_server.received if m["Subject"].startswith("Video appointment moved")
+    ]
+    assert local_date(new_start, "Europe/London") in moved["Subject"]
+    assert local_time(new_start, "Europe/London") in moved["Subject"]
+    assert tokens_in(body_text(moved)) == [appointment["video_url"].rsplit("/", 1)[1]]
 
 
 async def test_the_apps_own_worker_sends_the_confirmation(

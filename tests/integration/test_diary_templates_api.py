@@ -54,6 +54,7 @@ async def test_defaults_for_every_trigger_and_channel(
             "recurring_video_appointment_booked",
             "appointment_reminder",
             "appointment_cancelled",
+            "appointment_moved",  # R-B9: its own editable template
         )
         for channel in ("email", "sms")
     }

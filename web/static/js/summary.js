@@ -9,6 +9,7 @@ const TRIGGERS = {
   recurring_video_appointment_booked: "Series confirmation",
   appointment_reminder: "Reminder",
   appointment_cancelled: "Cancellation",
+  appointment_moved: "Moved",
 };
 const LINK_STATES = {
   active: "Active",

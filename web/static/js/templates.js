@@ -8,6 +8,7 @@ const TRIGGERS = {
   recurring_video_appointment_booked: "Recurring video appointments booked",
   appointment_reminder: "Appointment reminder",
   appointment_cancelled: "Appointment cancelled",
+  appointment_moved: "Appointment moved",
 };
 const CHANNELS = { email: "Email", sms: "SMS" };
 
