@@ -330,6 +330,9 @@ class EgressPort:
         self.on_bandwidth_estimate: Callable[[int], Awaitable[None]] | None = None
         self.packets_sent = 0
         self.max_backlog_bytes_seen = 0
+        # time.monotonic() of the last RTCP from the remote about what we send (receiver
+        # reports, NACK, PLI, REMB): a browser without camera or microphone shows life so.
+        self.last_feedback_at: float | None = None
         self._transceiver = transceiver
         self._sender = sender
         self._internals: Any = sender
@@ -415,6 +418,7 @@ class EgressPort:
         return True
 
     async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        self.last_feedback_at = time.monotonic()
         if isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 handler = self.on_keyframe_request

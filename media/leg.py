@@ -3,8 +3,11 @@
 A leg always has one audio and one video transceiver whose receivers are taken over by
 `forward.IngressPort` (media is read and dropped while the participant is alone) and whose
 senders are fed by `forward.EgressPort`. It reports its status to listeners:
-`connection_state` (aiortc's) and `media_flowing` (RTP arrived within the last
-`silence_timeout_s`). The meter bills a participant while `LegStatus.is_live`.
+`connection_state` (aiortc's), `media_flowing` (RTP arrived within the last
+`silence_timeout_s`) and `feedback_flowing` (RTCP about what we send, such as receiver
+reports, arrived within `feedback_timeout_s`: a browser that joined without camera or
+microphone sends no RTP but reports on what it receives). The meter bills a participant
+while `LegStatus.is_live` (R-M8).
 
 aiortc has no ICE restart (`restartIce`, `iceRestart` offers) and cannot renegotiate
 transports, so Refresh builds a fresh leg (`call.CallMedia.open_leg`) and the relay
@@ -42,6 +45,9 @@ class LegSettings:
     audio_codecs: tuple[str, ...] = ("audio/opus",)
     # A leg without RTP for this long is not carrying media (billing stops).
     silence_timeout_s: float = 1.5
+    # Browsers send receiver reports about once a second for video (0.5-1.5 s, RFC 3550's
+    # randomised interval), so a longer window than for RTP.
+    feedback_timeout_s: float = 2.5
     watch_interval_s: float = 0.25
     # Advertised instead of private host addresses (server behind a 1:1 NAT).
     public_ip: str | None = None
@@ -51,11 +57,15 @@ class LegSettings:
 class LegStatus:
     connection_state: str  # aiortc's: new, connecting, connected, failed, closed
     media_flowing: bool
+    feedback_flowing: bool = False
 
     @property
     def is_live(self) -> bool:
-        """Connected and carrying media: the participant counts as present for billing."""
-        return self.connection_state == "connected" and self.media_flowing
+        """Connected and showing life (their RTP, or their reports on ours): the participant
+        counts as connected for billing (R-M8)."""
+        return self.connection_state == "connected" and (
+            self.media_flowing or self.feedback_flowing
+        )
 
 
 StatusListener = Callable[["MediaLeg", LegStatus], None]
@@ -186,15 +196,27 @@ class MediaLeg:
         times = [p.last_packet_at for p in self._ingress.values() if p.last_packet_at]
         return max(times) if times else None
 
+    def last_feedback_at(self) -> float | None:
+        """time.monotonic() of the last RTCP from the participant about our media, if any."""
+        times = [p.last_feedback_at for p in self._egress.values() if p.last_feedback_at]
+        return max(times) if times else None
+
     def _update_status(self) -> None:
         state = "closed" if self._closed else str(self._pc.connectionState)
+        now = time.monotonic()
         last = self.last_media_at()
         flowing = (
             state == "connected"
             and last is not None
-            and time.monotonic() - last < self._settings.silence_timeout_s
+            and now - last < self._settings.silence_timeout_s
         )
-        status = LegStatus(state, flowing)
+        feedback = self.last_feedback_at()
+        reporting = (
+            state == "connected"
+            and feedback is not None
+            and now - feedback < self._settings.feedback_timeout_s
+        )
+        status = LegStatus(state, flowing, reporting)
         if status == self._status:
             return
         self._status = status

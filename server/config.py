@@ -151,6 +151,8 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     # A client's link stays checkable this long after the appointment's end, then is "past".
     link_grace_minutes: int = 120
+    # Switch to Video is accepted from this long before an appointment's start (R-C9).
+    waiting_room_opens_minutes: int = 30
     log_format: str = "text"  # "text" for people, "json" for production log collectors
 
     @property
@@ -252,6 +254,8 @@ SETTINGS: dict[str, str] = {
     "outbox_retry_base_seconds": "first retry delay; doubles each attempt (max one hour)",
     "outbox_lease_seconds": "how long a worker holds a claimed message before others retry it",
     "link_grace_minutes": "minutes after an appointment's end that its link still opens",
+    "waiting_room_opens_minutes": "minutes before an appointment's start from which its "
+    "waiting room may be opened (Switch to Video)",
     "log_format": "text or json",
     "payments_provider": "sandbox (purchases confirm at once, for demos) or live",
     "gocardless_base_url": "GoCardless API URL (Direct Debit purchases)",
@@ -361,6 +365,10 @@ def _build(raw: dict[str, str]) -> Config:
     if "link_grace_minutes" in raw:
         kwargs["link_grace_minutes"] = _parse_int(
             "link_grace_minutes", raw["link_grace_minutes"], 0, 7 * 24 * 60
+        )
+    if "waiting_room_opens_minutes" in raw:
+        kwargs["waiting_room_opens_minutes"] = _parse_int(
+            "waiting_room_opens_minutes", raw["waiting_room_opens_minutes"], 0, 24 * 60
         )
     kwargs["outbox"] = _build_outbox(raw)
     kwargs["payments"] = _build_payments(raw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from signalling.model import Phase, Role
+from signalling.model import Actor, Phase, Role
 from signalling.protocol import EndReason, MediaMessage, ServerMessage
 
 
@@ -24,11 +24,20 @@ class PersistTransition:
     """
 
     call_id: str
-    actor: Role
+    actor: Actor
     from_phase: Phase
     to_phase: Phase
     reason: str
     at: datetime
+    opening: OpeningTerms | None = None  # only on SCHEDULED -> WAITING_ROOM_OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningTerms:
+    """What Switch to Video asked for: the store repeats the pre-call check with it."""
+
+    roles: frozenset[str]
+    go_ahead: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +76,7 @@ class StartMeter:
 
 @dataclass(frozen=True, slots=True)
 class MeterConnection:
-    """A participant's connected signal changed while the call is live (R-M8).
-
-    The room passes it to the meter only while sockets are the connection signal; once media
-    legs drive ``Meter.set_connected`` directly, the room is told to ignore these.
-    """
+    """A participant's leg started or stopped showing life while the call is live (R-M8)."""
 
     call_id: str
     role: Role

@@ -8,15 +8,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from signalling.model import Role
+from signalling.model import SYSTEM, Actor, Role, SystemActor
 from signalling.protocol import EndDecision, HangupChoice, MediaMessage
 
 
 @dataclass(frozen=True, slots=True)
 class OpenWaitingRoom:
-    """Clinician pressed "Switch to Video" and the pre-call check passed (R-B8, R-M7)."""
+    """Clinician pressed "Switch to Video" and the pre-call check passed (R-B8, R-M7).
+
+    ``roles`` (the clinician's) and ``go_ahead`` (they saw the "not enough minutes"
+    warning and chose to go on) travel to the store with the transition, which repeats the
+    pre-call check as it records the opening.
+    """
 
     actor: Role
+    roles: frozenset[str] = frozenset()
+    go_ahead: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWaitingRoom:
+    """Close an open waiting room without a call; the link stays valid (R-C9).
+
+    By the clinician ("Close the waiting room"), or by the system before the appointment
+    is moved or cancelled. Not Abandon: nobody is said not to have attended.
+    """
+
+    actor: Actor
+    reason: str = "waiting_room_closed"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseUnattended:
+    """The sweep closes an open call nobody attends after the appointment's end + grace."""
+
+    actor: SystemActor = SYSTEM
+
+
+@dataclass(frozen=True, slots=True)
+class MediaLiveness:
+    """A participant's media leg started or stopped showing life (R-M8)."""
+
+    actor: Role
+    live: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +118,9 @@ class NegotiateMedia:
 
 Event = (
     OpenWaitingRoom
+    | CloseWaitingRoom
+    | CloseUnattended
+    | MediaLiveness
     | Join
     | Leave
     | AdmitClient

@@ -7,7 +7,11 @@ I/O, reads a clock or makes ids, so every rule can be checked exhaustively.
 Rules (SPEC.md): R-C1 hang-up is a two-step confirm exchange; R-C2 the clinician's End Call
 ends for both; R-C3 the client's End Call only asks the clinician; R-C5 ended and abandoned
 are terminal and the link is deactivated; R-C7 abandon only before admission; R-C8 a
-disconnect is never an end. Only the clinician opens, admits, abandons or ends.
+disconnect is never an end; R-C9 closing the waiting room is not abandoning (the link
+stays valid); R-M8 the meter runs while the call is in progress and both legs show life
+(``MediaLiveness``), whatever the sockets do. Only the clinician opens, admits, abandons or
+ends; the system closes calls nobody attends and empty rooms before a move or a cancel.
+Each phase change carries exactly one ``PersistTransition`` (one audit line).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from signalling.effects import (
     FinalMeterReading,
     ForwardToMediaLeg,
     MeterConnection,
+    OpeningTerms,
     PersistTransition,
     RestartMediaLeg,
     Send,
@@ -31,11 +36,14 @@ from signalling.effects import (
 from signalling.events import (
     AbandonCall,
     AdmitClient,
+    CloseUnattended,
+    CloseWaitingRoom,
     ConfirmHangup,
     DecideEndRequest,
     Event,
     Join,
     Leave,
+    MediaLiveness,
     NegotiateMedia,
     OpenWaitingRoom,
     RefreshMedia,
@@ -44,6 +52,8 @@ from signalling.events import (
 from signalling.model import (
     CALL_FINISHED_FOR_CLINICIAN,
     CALL_UNAVAILABLE_FOR_CLIENT,
+    SYSTEM,
+    Actor,
     CallState,
     IllegalTransition,
     Phase,
@@ -61,6 +71,9 @@ from signalling.protocol import (
 
 Result = tuple[CallState, list[Effect]]
 
+# The reason on the audit line of a call the sweep closed (nobody came back after the end).
+UNATTENDED_REASON = "closed_unattended"
+
 _ROLES = (Role.CLINICIAN, Role.CLIENT)
 
 
@@ -73,8 +86,14 @@ def transition(state: CallState, event: Event, now: datetime) -> Result:
     if state.phase.terminal:
         raise IllegalTransition("call_over", closed_call_message(event.actor))
     match event:
-        case OpenWaitingRoom(actor=actor):
-            return _open_waiting_room(state, actor, now)
+        case OpenWaitingRoom(actor=actor, roles=roles, go_ahead=go_ahead):
+            return _open_waiting_room(state, actor, OpeningTerms(roles, go_ahead), now)
+        case CloseWaitingRoom(actor=actor, reason=reason):
+            return _close_waiting_room(state, actor, reason, now)
+        case CloseUnattended(actor=actor):
+            return _close_unattended(state, actor, now)
+        case MediaLiveness(actor=actor, live=live):
+            return _media_liveness(state, actor, live, now)
         case Join(actor=actor):
             return _join(state, actor, now)
         case Leave(actor=actor):
@@ -101,9 +120,9 @@ def transition(state: CallState, event: Event, now: datetime) -> Result:
     raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
 
 
-def closed_call_message(role: Role) -> str:
+def closed_call_message(role: Actor) -> str:
     """What a user sees when they reach a call that has ended or was abandoned (R-C6)."""
-    return CALL_FINISHED_FOR_CLINICIAN if role is Role.CLINICIAN else CALL_UNAVAILABLE_FOR_CLIENT
+    return CALL_UNAVAILABLE_FOR_CLIENT if role is Role.CLIENT else CALL_FINISHED_FOR_CLINICIAN
 
 
 def snapshot_for(state: CallState, role: Role) -> Snapshot:
@@ -124,7 +143,7 @@ def snapshot_for(state: CallState, role: Role) -> Snapshot:
 # --- checks -----------------------------------------------------------------------------
 
 
-def _require_clinician(actor: Role, action: str) -> None:
+def _require_clinician(actor: Actor, action: str) -> None:
     if actor is not Role.CLINICIAN:
         raise IllegalTransition("not_allowed", f"Only the clinician can {action}")
 
@@ -142,13 +161,51 @@ def _require_phase(state: CallState, phase: Phase, message: str) -> None:
 # --- transitions ------------------------------------------------------------------------
 
 
-def _open_waiting_room(state: CallState, actor: Role, now: datetime) -> Result:
+def _open_waiting_room(state: CallState, actor: Role, terms: OpeningTerms, now: datetime) -> Result:
     _require_clinician(actor, "open the waiting room")
     _require_phase(state, Phase.SCHEDULED, "The waiting room is already open")
     new = replace(state, phase=Phase.WAITING_ROOM_OPEN)
-    effects: list[Effect] = [_persist(state, new, actor, "waiting_room_opened", now)]
+    opened = _persist(state, new, actor, "waiting_room_opened", now)
+    effects: list[Effect] = [replace(opened, opening=terms)]
     effects += _snapshots(new)
     return new, effects
+
+
+def _close_waiting_room(state: CallState, actor: Actor, reason: str, now: datetime) -> Result:
+    # R-C9: no call happened and nobody is said not to have attended: the link stays valid.
+    if actor is not SYSTEM:
+        _require_clinician(actor, "close the waiting room")
+    if state.phase is Phase.IN_PROGRESS:
+        raise IllegalTransition("wrong_phase", "The call has started: use End Call instead")
+    _require_phase(state, Phase.WAITING_ROOM_OPEN, "The waiting room is not open")
+    new = closed_state(state, Phase.CLOSED)
+    effects: list[Effect] = [_persist(state, new, actor, reason, now)]
+    effects += _farewells(state, "closed")
+    return new, effects
+
+
+def _close_unattended(state: CallState, actor: Actor, now: datetime) -> Result:
+    """In progress -> ended, waiting -> abandoned, when nobody is there (the sweep)."""
+    if state.present:
+        raise IllegalTransition("attended", "Someone is in the call")
+    if state.phase is Phase.IN_PROGRESS:
+        return _end(state, actor, UNATTENDED_REASON, now)
+    _require_phase(state, Phase.WAITING_ROOM_OPEN, "The call is not open")
+    new = closed_state(state, Phase.ABANDONED)
+    return new, [
+        _persist(state, new, actor, UNATTENDED_REASON, now),
+        DeactivateLink(state.call_id, "abandoned", now),
+    ]
+
+
+def _media_liveness(state: CallState, actor: Role, live: bool, now: datetime) -> Result:
+    """R-M8: the one definition of "connected" for the meter: the leg shows life."""
+    if (actor in state.live) == live:
+        return state, []
+    new = replace(state, live=state.live | {actor} if live else state.live - {actor})
+    if new.phase is not Phase.IN_PROGRESS:
+        return new, []
+    return new, [MeterConnection(state.call_id, actor, live, now)]
 
 
 def _join(state: CallState, actor: Role, now: datetime) -> Result:
@@ -159,8 +216,6 @@ def _join(state: CallState, actor: Role, now: datetime) -> Result:
     effects: list[Effect] = [Send(actor, snapshot_for(new, actor))]
     if actor.other in new.present:
         effects.append(Send(actor.other, PresenceChanged(role=actor, present=True)))
-    if new.phase is Phase.IN_PROGRESS:
-        effects.append(MeterConnection(state.call_id, actor, True, now))
     return new, effects
 
 
@@ -171,8 +226,6 @@ def _leave(state: CallState, actor: Role, now: datetime) -> Result:
     effects: list[Effect] = []
     if actor.other in new.present:
         effects.append(Send(actor.other, PresenceChanged(role=actor, present=False)))
-    if new.phase is Phase.IN_PROGRESS:
-        effects.append(MeterConnection(state.call_id, actor, False, now))
     return new, effects
 
 
@@ -184,7 +237,7 @@ def _admit(state: CallState, actor: Role, now: datetime) -> Result:
     new = replace(state, phase=Phase.IN_PROGRESS, started_at=now)
     effects: list[Effect] = [
         _persist(state, new, actor, "client_admitted", now),
-        StartMeter(state.call_id, new.present, now),
+        StartMeter(state.call_id, new.live, now),
     ]
     effects += _snapshots(new)
     return new, effects
@@ -255,7 +308,7 @@ def _decide_end_request(
     return decided, effects
 
 
-def _end(state: CallState, actor: Role, reason: str, now: datetime) -> Result:
+def _end(state: CallState, actor: Actor, reason: str, now: datetime) -> Result:
     new = closed_state(state, Phase.ENDED)
     effects: list[Effect] = [
         _persist(state, new, actor, reason, now),
@@ -276,6 +329,7 @@ def closed_state(state: CallState, phase: Phase) -> CallState:
         state,
         phase=phase,
         present=frozenset(),
+        live=frozenset(),
         clinician_confirm_id=None,
         client_confirm_id=None,
         end_request_id=None,
@@ -289,7 +343,7 @@ def _with_confirm(state: CallState, role: Role, confirm_id: str | None) -> CallS
 
 
 def _persist(
-    old: CallState, new: CallState, actor: Role, reason: str, now: datetime
+    old: CallState, new: CallState, actor: Actor, reason: str, now: datetime
 ) -> PersistTransition:
     return PersistTransition(old.call_id, actor, old.phase, new.phase, reason, now)
 
@@ -315,6 +369,15 @@ def ended_screen(state: CallState, role: Role, reason: EndReason) -> CallEnded:
         return CallEnded(reason=reason, your_role=role, title=title, message=message)
     title = _CLIENT_TITLES[reason]
     phone = (state.practice_phone or "").strip()
+    if reason == "closed":
+        # R-C9: nothing ended; the same link works at the next opening.
+        return CallEnded(
+            reason=reason,
+            your_role=role,
+            title=title,
+            message="Your clinician has closed the waiting room for now. Your link still "
+            "works: open it again at your appointment time.",
+        )
     if phone:
         return CallEnded(
             reason=reason,
@@ -338,8 +401,14 @@ _CLINICIAN_SCREENS: dict[EndReason, tuple[str, str]] = {
         "Appointment abandoned",
         "The link is no longer active. Rebook the appointment to issue a new link.",
     ),
+    "closed": (
+        "Waiting room closed",
+        "No call took place. The client's link still works: Switch to Video again when "
+        "you are ready.",
+    ),
 }
 _CLIENT_TITLES: dict[EndReason, str] = {
     "ended": "Your appointment has ended",
     "abandoned": CALL_UNAVAILABLE_FOR_CLIENT,
+    "closed": "The waiting room is closed",
 }

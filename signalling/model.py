@@ -18,18 +18,35 @@ class Role(enum.StrEnum):
         return Role.CLIENT if self is Role.CLINICIAN else Role.CLINICIAN
 
 
+class SystemActor(enum.StrEnum):
+    """The server acting on its own (closing a call nobody came back to, closing an empty
+    waiting room before the appointment is moved or cancelled)."""
+
+    SYSTEM = "system"
+
+
+SYSTEM = SystemActor.SYSTEM
+Actor = Role | SystemActor
+
+
 class Phase(enum.StrEnum):
-    """Lifecycle of a call session. ENDED and ABANDONED are terminal (R-C5)."""
+    """Lifecycle of a call session. ENDED, ABANDONED and CLOSED are terminal.
+
+    ENDED and ABANDONED also end the appointment's link (R-C5, R-C7). CLOSED is a waiting
+    room closed without a call (R-C9): that session is over, the link stays valid and a
+    later Switch to Video opens a new session.
+    """
 
     SCHEDULED = "scheduled"  # appointment booked, no session yet
     WAITING_ROOM_OPEN = "waiting_room_open"  # clinician switched to video; client may wait
     IN_PROGRESS = "in_progress"  # client admitted: the call is live
     ENDED = "ended"
     ABANDONED = "abandoned"
+    CLOSED = "closed"
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.ENDED, Phase.ABANDONED)
+        return self in (Phase.ENDED, Phase.ABANDONED, Phase.CLOSED)
 
 
 # The messages users see when something is refused (R-C6 wording for closed calls).
@@ -58,6 +75,9 @@ class CallState:
     dialog (R-C1), None when no dialog is open.
     ``end_request_id`` is set while the client's End Call waits for the clinician (R-C3).
     ``spent_ids`` holds every confirm / end-request id ever issued, so none is accepted twice.
+    ``live`` holds the participants whose media leg shows life (RTP from them, or RTCP
+    receiver reports from a browser without camera or microphone): "connected" for the
+    meter (R-M8), distinct from ``present`` (their call page's socket).
     """
 
     call_id: str
@@ -71,11 +91,12 @@ class CallState:
     # When the client was admitted (the call went in progress), so a page re-opened mid-call
     # shows the call's real length rather than restarting from zero.
     started_at: datetime | None = None
+    live: frozenset[Role] = frozenset()
 
     def pending_confirm(self, role: Role) -> str | None:
         return self.clinician_confirm_id if role is Role.CLINICIAN else self.client_confirm_id
 
     @property
     def billable(self) -> bool:
-        """True while seconds count: call live and both sides connected (R-M8)."""
-        return self.phase is Phase.IN_PROGRESS and len(self.present) == 2
+        """True while seconds count: call in progress and both legs alive (R-M8)."""
+        return self.phase is Phase.IN_PROGRESS and len(self.live) == 2

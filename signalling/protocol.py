@@ -26,7 +26,7 @@ Candidate = Annotated[str, msgspec.Meta(max_length=2048)]  # "" = end of candida
 Seq = Annotated[int, msgspec.Meta(ge=0)]
 HangupChoice = Literal["end", "cancel", "refresh"]
 EndDecision = Literal["end", "cancel"]
-EndReason = Literal["ended", "abandoned"]
+EndReason = Literal["ended", "abandoned", "closed"]  # closed: waiting room, no call
 
 
 class ProtocolError(Exception):

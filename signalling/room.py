@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -34,19 +34,22 @@ from signalling.effects import (
 from signalling.events import (
     AbandonCall,
     AdmitClient,
+    CloseUnattended,
+    CloseWaitingRoom,
     ConfirmHangup,
     DecideEndRequest,
     Event,
     Join,
     Leave,
+    MediaLiveness,
     NegotiateMedia,
     OpenWaitingRoom,
     RefreshMedia,
     RequestHangup,
 )
-from signalling.machine import closed_state, transition
+from signalling.machine import transition
 from signalling.meter import Meter, MeterCheckpoint, UnknownCall
-from signalling.model import CallState, IllegalTransition, Phase, Role
+from signalling.model import Actor, CallState, IllegalTransition, Phase, Role
 from signalling.protocol import (
     Abandon,
     Admit,
@@ -121,13 +124,12 @@ class Room:
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         on_call_ended: Callable[[], None] | None = None,
-        meter_follows_presence: bool = True,
     ) -> None:
         """``new_id`` makes confirm and stream ids (e.g. ``secrets.token_urlsafe(16)``).
 
-        ``meter_follows_presence``: sockets are the meter's connected signal; set False once
-        media legs call ``Meter.set_connected`` themselves. ``on_call_ended``: e.g. the
-        flusher's ``request_flush``, so the final reading is recorded at once.
+        ``on_call_ended``: e.g. the flusher's ``request_flush``, so the final reading is
+        recorded at once. The meter runs as the machine says (``StartMeter``,
+        ``MeterConnection`` from ``media_liveness``): nothing else drives it.
         """
         self._state = call.state
         self._practice_id = call.practice_id
@@ -138,7 +140,6 @@ class Room:
         self._clock = clock
         self._new_id = new_id
         self._on_call_ended = on_call_ended
-        self._meter_follows_presence = meter_follows_presence
         self._connections: dict[Role, str] = {}
         self._streams: dict[Role, OutboundStream] = {}
         self._lock = asyncio.Lock()
@@ -161,43 +162,48 @@ class Room:
         """A participant's connection is attached to this room."""
         return bool(self._connections)
 
-    async def open_waiting_room(self, actor: Role = Role.CLINICIAN) -> None:
-        """Switch to Video after the pre-call check. Raises ``IllegalTransition`` if refused."""
-        async with self._lock:
-            await self._run(OpenWaitingRoom(actor), self._clock())
+    async def open_waiting_room(
+        self,
+        actor: Role = Role.CLINICIAN,
+        roles: frozenset[str] = frozenset(),
+        go_ahead: bool = False,
+    ) -> None:
+        """Switch to Video after the pre-call check. Raises ``IllegalTransition`` if refused.
 
-    async def close_unattended(
-        self, record: Callable[[Phase, Phase, datetime], Awaitable[bool]]
-    ) -> Phase | None:
-        """Close an open call nobody is attending: in progress -> ended, waiting -> abandoned.
-
-        Not an event of the machine: no participant acts and nobody is there to be told.
-        Runs under the room's lock, so nobody can join while the call closes, and a room with
-        a connection is left alone. ``record(from_phase, to_phase, at)`` makes the close
-        durable (the server's compare-and-set transaction with the audit line and the link);
-        False means the store refused and nothing changes here. Returns the new phase.
+        ``roles`` and ``go_ahead`` go with the transition to the store, which repeats the
+        pre-call check (R-M7) in the transaction that records the opening.
         """
         async with self._lock:
-            phase = self._state.phase
-            if self._connections or phase not in (Phase.WAITING_ROOM_OPEN, Phase.IN_PROGRESS):
+            await self._run(OpenWaitingRoom(actor, roles, go_ahead), self._clock())
+
+    async def close_waiting_room(self, actor: Actor, reason: str = "waiting_room_closed") -> None:
+        """Close the open waiting room without a call (R-C9); whoever waits is told."""
+        async with self._lock:
+            await self._run(CloseWaitingRoom(actor, reason), self._clock())
+
+    async def close_unattended(self) -> Phase | None:
+        """Close an open call nobody is attending: in progress -> ended, waiting -> abandoned.
+
+        A ``CloseUnattended`` event of the system actor. Runs under the room's lock, so
+        nobody can join while the call closes, and a room with a connection is left alone.
+        Returns the new phase, or None when the call was left as it is.
+        """
+        async with self._lock:
+            if self._connections or self._state.phase not in (
+                Phase.WAITING_ROOM_OPEN,
+                Phase.IN_PROGRESS,
+            ):
                 return None
-            to_phase = Phase.ENDED if phase is Phase.IN_PROGRESS else Phase.ABANDONED
-            now = self._clock()
-            if not await record(phase, to_phase, now):
-                return None
-            self._state = closed_state(self._state, to_phase)
-            if self.call_id in self._meter:
-                # Nobody is connected, so nothing is counting: the final reading only closes
-                # the meter's books (zero seconds unless a failed flush left some to record).
-                with contextlib.suppress(UnknownCall):
-                    self._meter.end_call(self.call_id, now)
-                if self._on_call_ended is not None:
-                    self._on_call_ended()
-            try:
-                await self._media.close_legs(self.call_id)
-            except Exception:
-                log.exception("call %s: closing media legs failed", self.call_id)
-            return to_phase
+            await self._run(CloseUnattended(), self._clock())
+            return self._state.phase
+
+    async def media_liveness(self, role: Role, live: bool) -> None:
+        """The participant's leg started or stopped showing life (R-M8): the machine decides
+        what the meter does. Ignored once the call is over (its legs close after the end)."""
+        async with self._lock:
+            if self._state.phase.terminal:
+                return
+            await self._run(MediaLiveness(role, live), self._clock())
 
     async def connect(self, role: Role, connection_id: str, first: Hello | Resume) -> None:
         """A participant's connection said hello (or resume); it becomes their connection."""
@@ -301,13 +307,13 @@ class Room:
                 if connection_id is not None:
                     await self._sink.close(self.call_id, role, connection_id, reason)
             case StartMeter(call_id=call_id, connected=connected, at=at):
-                signal = connected if self._meter_follows_presence else frozenset()
-                self._meter.start_call(call_id, self._practice_id, at, connected=signal)
+                self._meter.start_call(call_id, self._practice_id, at, connected=connected)
             case MeterConnection(call_id=call_id, role=role, connected=connected, at=at):
-                if self._meter_follows_presence:
-                    self._meter.set_connected(call_id, role, connected, at)
+                self._meter.set_connected(call_id, role, connected, at)
             case FinalMeterReading(call_id=call_id, at=at):
-                self._meter.end_call(call_id, at)
+                # A call taken over by a node that stopped before metering it has no meter.
+                with contextlib.suppress(UnknownCall):
+                    self._meter.end_call(call_id, at)
                 if self._on_call_ended is not None:
                     self._on_call_ended()
             case ForwardToMediaLeg(call_id=call_id, role=role, message=message):

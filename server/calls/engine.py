@@ -35,6 +35,7 @@ from server.calls.sink import LedgerCheckpointSink
 from server.calls.store import PgCallStore
 from server.calls.unattended import run_unattended_sweep
 from signalling.meter import Meter, MeterFlusher, UnknownCall
+from signalling.model import Role
 from signalling.room import LoadedCall, Room
 from signalling.router import LocalRouter, Rooms
 
@@ -135,8 +136,22 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     store = PgCallStore(pool, directory, nodes)
     meter = Meter()
     hub = SocketHub()
+    liveness_updates: set[asyncio.Task[None]] = set()
+
+    def report_liveness(call_id: str, role: Role) -> None:
+        # Called from the legs' status callbacks (not a coroutine): the room's event runs in
+        # its own task, under the room's lock like every other event.
+        task = asyncio.get_running_loop().create_task(
+            _apply_liveness(rooms, media, call_id, role), name="media-liveness"
+        )
+        liveness_updates.add(task)
+        task.add_done_callback(liveness_updates.discard)
+
     media = ServerMediaLegs(
-        sockets=hub, meter=meter, clock=utc_now, ice=ice_settings_for(config), registry=app[METRICS]
+        sockets=hub,
+        on_liveness=report_liveness,
+        ice=ice_settings_for(config),
+        registry=app[METRICS],
     )
     flusher = MeterFlusher(
         meter, LedgerCheckpointSink(pool), utc_now, interval=config.calls.meter_flush_seconds
@@ -152,7 +167,6 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
             clock=utc_now,
             new_id=new_protocol_id,
             on_call_ended=flusher.request_flush,
-            meter_follows_presence=False,  # media legs drive Meter.set_connected (R-M8)
         )
 
     rooms = Rooms(store, make_room)
@@ -209,6 +223,17 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(Exception):
             await nodes.leave()
+
+
+async def _apply_liveness(rooms: Rooms, media: ServerMediaLegs, call_id: str, role: Role) -> None:
+    """R-M8: the leg's liveness enters the call's machine as a ``MediaLiveness`` event."""
+    if call_id not in rooms:
+        return  # the call ended (its room is gone) or is not this node's
+    try:
+        async with rooms.using(call_id) as room:
+            await room.media_liveness(role, media.is_live(call_id, role))
+    except Exception:
+        log.exception("call %s: recording %s's media liveness failed", call_id, role)
 
 
 def _release_meter(meter: Meter) -> None:

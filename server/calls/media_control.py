@@ -15,9 +15,11 @@ Refresh (R-C1: ``hangup_confirm`` with ``refresh``, or ``refresh``): the browser
 connection and sends a new offer. ``restart_leg`` therefore tears nothing down: the old leg
 keeps carrying what it can until the new offer's leg replaces it.
 
-Billing follows media (R-M8): each leg's status (connected and RTP seen within the last
-1.5 s) is the meter's "connected" signal for that participant, so a leg that fails or goes
-silent stops the billable clock within 2 s and it starts again when media is back.
+Billing follows media (R-M8): each leg's liveness (connected, and RTP from the participant
+within the last 1.5 s or RTCP reports on our media within 2.5 s, for a browser without
+camera or microphone) goes to the call's room as a ``MediaLiveness`` event, and the call
+machine decides what the meter does; a leg that fails or shows no life stops the billable
+clock within a few seconds and it starts again when the leg is back.
 
 Every ~3 s a supervisor samples each leg's quality (``quality_stats`` to the clinician,
 per-leg gauges in ``/metrics``) and closes legs that failed or were closed by the browser
@@ -52,7 +54,6 @@ from media.leg import LegSettings, LegStatus
 from server.calls.hub import SocketHub
 from server.calls.media_quality import LegQualityReporter
 from server.config import Config
-from signalling.meter import Meter, UnknownCall
 from signalling.model import Role
 from signalling.protocol import (
     Error,
@@ -105,16 +106,14 @@ class ServerMediaLegs:
         self,
         *,
         sockets: SocketHub,
-        meter: Meter,
-        clock: Callable[[], datetime],
+        on_liveness: Callable[[str, Role], None],
         ice: IceSettings,
         registry: CollectorRegistry,
         leg_settings: LegSettings | None = None,
         quality_interval: float = QUALITY_INTERVAL_SECONDS,
     ) -> None:
         self._sockets = sockets
-        self._meter = meter
-        self._clock = clock
+        self._on_liveness = on_liveness
         # With the public address known, STUN would only tell our legs what we already
         # know, at the price of a round trip in every answer (5 s if the server is down).
         leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
@@ -273,12 +272,16 @@ class ServerMediaLegs:
         def on_status(side: Side, status: LegStatus) -> None:
             role = Role(side.value)
             self._quality.export_status(call_id, role, status)
-            # The meter no longer knows the call once it ended (its final reading came
-            # before the legs closed) or moved to another node: nothing to bill then.
-            with contextlib.suppress(UnknownCall):
-                self._meter.set_connected(call_id, role, status.is_live, self._clock())
+            # The room reads ``status`` again when it runs the event (so events queued
+            # behind each other cannot apply an older value last).
+            self._on_liveness(call_id, role)
 
         return on_status
+
+    def is_live(self, call_id: str, role: Role) -> bool:
+        """Whether the participant's leg here shows life now (R-M8)."""
+        status = self.status(call_id, role)
+        return status is not None and status.is_live
 
     # --- supervision: quality every few seconds, dead legs closed --------------------------
 

@@ -12,26 +12,33 @@ starts the video process. The pre-call check runs against the appointment's leng
 
 One open call per appointment: a double click (or a retry) answers with the same call.
 An appointment whose call has ended or was abandoned: "Appointment has already finished".
+
+The waiting room opens from ``WAITING_ROOM_OPENS_MINUTES`` before the start until the
+link's grace after the end (R-C9); earlier is 409 ``too_early`` naming when it opens.
+``POST .../video/close`` closes an open waiting room without a call: the link stays valid.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 import msgspec
 from aiohttp import web
 
 from server.appkeys import CONFIG, DB
 from server.auth.session import Staff, require_role
+from server.calls.closing import close_waiting_room
 from server.calls.directory import CallSummary, latest_call
 from server.calls.engine import CALL_ENGINE, utc_now
 from server.calls.media_control import ice_servers_for
-from server.calls.store import AlreadyOpen, OpenRequest, PrecallRefused
+from server.calls.store import AlreadyOpen, PrecallRefused
 from server.calls.urls import socket_path, socket_url
+from server.config import Config
 from server.diary.appointments import AppointmentForCall, appointment_for_call
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 from server.wallet.precall import PrecallResult, precall_check
-from signalling.model import CALL_FINISHED_FOR_CLINICIAN, IllegalTransition
+from signalling.model import CALL_FINISHED_FOR_CLINICIAN, IllegalTransition, Role
 
 
 class StartVideo(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,6 +55,7 @@ async def start_video(request: web.Request) -> web.Response:
     if appointment is None:
         not_found("appointment")
     _check_can_start(staff, appointment)
+    _check_window(request.app[CONFIG], appointment, utc_now())
 
     engine = request.app[CALL_ENGINE]
     async with engine.opening_lock(appointment_id):
@@ -59,11 +67,9 @@ async def start_video(request: web.Request) -> web.Response:
         )
         _refuse_unless_allowed(precall, body.go_ahead)
         async with engine.directory.hold(appointment_id) as call_id:
-            request_open = OpenRequest(roles=staff.roles, go_ahead=body.go_ahead)
-            engine.store.expect_open(call_id, request_open)
             try:
                 async with engine.rooms.using(call_id) as room:
-                    await room.open_waiting_room()
+                    await room.open_waiting_room(Role.CLINICIAN, staff.roles, body.go_ahead)
             except PrecallRefused as refused:  # minutes changed between the two checks
                 _refuse_unless_allowed(refused.result, body.go_ahead)
                 raise
@@ -72,10 +78,42 @@ async def start_video(request: web.Request) -> web.Response:
                 if found is None:
                     raise
                 return _existing_call(request, found)
-            finally:
-                engine.store.forget_open(call_id)
-    result = request_open.result or precall
-    return _call_reply(request, appointment_id, call_id, "waiting_room_open", result, 201)
+    return _call_reply(request, appointment_id, call_id, "waiting_room_open", precall, 201)
+
+
+async def close_video(request: web.Request) -> web.Response:
+    """ "Close the waiting room": no call took place, the link stays valid (R-C9)."""
+    staff = await require_role(request, "clinician", "site_admin", action="close a waiting room")
+    appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
+    appointment = await appointment_for_call(request.app[DB], staff.practice_id, appointment_id)
+    if appointment is None:
+        not_found("appointment")
+    if appointment.clinician_id != staff.user_id:
+        raise ApiError(
+            403, "not_your_appointment", "Only the appointment's clinician can close its room"
+        )
+    try:
+        closed = await close_waiting_room(request.app, appointment_id, Role.CLINICIAN)
+    except IllegalTransition as refused:
+        raise ApiError(409, refused.code, refused.message) from None
+    if not closed:
+        raise ApiError(409, "wrong_phase", "The waiting room is not open")
+    return json_response({"appointment_id": appointment_id, "state": "closed"})
+
+
+def _check_window(config: Config, appointment: AppointmentForCall, now: datetime) -> None:
+    """R-C9: from WAITING_ROOM_OPENS_MINUTES before the start until the link's grace ends."""
+    opens_at = appointment.starts_at - timedelta(minutes=config.waiting_room_opens_minutes)
+    if now < opens_at:
+        raise ApiError(
+            409,
+            "too_early",
+            f"The waiting room opens {config.waiting_room_opens_minutes} minutes before the "
+            "appointment starts",
+            opens_at=opens_at,
+        )
+    if now > appointment.ends_at + timedelta(minutes=config.link_grace_minutes):
+        raise ApiError(409, "call_finished", CALL_FINISHED_FOR_CLINICIAN)
 
 
 def _check_can_start(staff: Staff, appointment: AppointmentForCall) -> None:

@@ -7,7 +7,8 @@ left the link usable, nor a dead link on a call that is still going.
 
 Opening the waiting room (SCHEDULED -> WAITING_ROOM_OPEN) is where the row is inserted.
 The pre-call check (R-M7) is repeated inside that transaction under a per-practice lock,
-so two clinicians of one practice opening at once cannot both count the same minutes.
+with the roles and go-ahead the machine's event carried (``OpeningTerms``), so two
+clinicians of one practice opening at once cannot both count the same minutes.
 
 Writes are fenced by ownership: a state change only applies while this node owns the call
 (``owner_node``), so a node that was presumed dead and lost its calls cannot move them.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import cast
 
 import asyncpg
 
@@ -29,7 +30,7 @@ from server.db import Executor
 from server.diary.links import abandon_link, end_link
 from server.wallet.precall import PrecallResult, precall_check
 from signalling.effects import DeactivateLink, PersistTransition, StoreEffect
-from signalling.machine import new_call
+from signalling.machine import UNATTENDED_REASON, new_call
 from signalling.meter import MeterCheckpoint
 from signalling.model import CallState, Phase
 from signalling.room import LoadedCall
@@ -61,34 +62,15 @@ class CallMoved(Exception):
     """The call's row was not as this node believed (taken over, or changed): nothing written."""
 
 
-@dataclass
-class OpenRequest:
-    """What Switch to Video asked for; ``result`` is set by the check that opened the call."""
-
-    roles: frozenset[str]
-    go_ahead: bool
-    result: PrecallResult | None = field(default=None)
-
-
 class PgCallStore:
     def __init__(self, pool: asyncpg.Pool, directory: CallDirectory, nodes: NodeRegistry) -> None:
         self._pool = pool
         self._directory = directory
         self._nodes = nodes
-        self._open_requests: dict[str, OpenRequest] = {}
 
     @property
     def node_id(self) -> str:
         return self._nodes.node_id
-
-    # --- opening --------------------------------------------------------------------------
-
-    def expect_open(self, call_id: str, request: OpenRequest) -> None:
-        """Called by Switch to Video just before it opens the room's waiting room."""
-        self._open_requests[call_id] = request
-
-    def forget_open(self, call_id: str) -> None:
-        self._open_requests.pop(call_id, None)
 
     # --- CallStore ------------------------------------------------------------------------
 
@@ -166,12 +148,16 @@ class PgCallStore:
         if change.from_phase is Phase.SCHEDULED and change.to_phase is Phase.WAITING_ROOM_OPEN:
             await self._insert_opened_call(conn, change)
         elif change.from_phase is not change.to_phase:
+            # A call closed unattended ends at its last reading: every billed second was
+            # recorded by then and nothing more counted (nobody was connected).
             updated = await conn.execute(
                 """UPDATE calls SET state = $2,
                        started_at = CASE WHEN $2 = 'in_progress' THEN $3 ELSE started_at END,
-                       ended_at = CASE WHEN $2 IN ('ended', 'abandoned') THEN $3
-                                       ELSE ended_at END,
-                       end_reason = CASE WHEN $2 IN ('ended', 'abandoned') THEN $4
+                       ended_at = CASE
+                           WHEN $2 = 'ended' AND $4 = $7 THEN coalesce(last_reading_at, $3)
+                           WHEN $2 IN ('ended', 'abandoned', 'closed') THEN $3
+                           ELSE ended_at END,
+                       end_reason = CASE WHEN $2 IN ('ended', 'abandoned', 'closed') THEN $4
                                          ELSE end_reason END
                    WHERE id = $1 AND state = $5 AND owner_node = $6""",
                 call_id,
@@ -180,13 +166,14 @@ class PgCallStore:
                 change.reason,
                 change.from_phase.value,
                 self._nodes.node_id,
+                UNATTENDED_REASON,
             )
             if updated != "UPDATE 1":
                 raise CallMoved(f"call {call_id} is no longer {change.from_phase} on this node")
         await audit.record_transition(
             conn,
             call_id,
-            change.actor.value,
+            cast(audit.ActorKind, change.actor.value),
             change.from_phase.value,
             change.to_phase.value,
             change.reason,
@@ -195,9 +182,9 @@ class PgCallStore:
         )
 
     async def _insert_opened_call(self, conn: Executor, change: PersistTransition) -> None:
-        request = self._open_requests.get(change.call_id)
+        terms = change.opening
         appointment_id = self._directory.unopened_appointment(change.call_id)
-        if request is None or appointment_id is None:
+        if terms is None or appointment_id is None:
             raise RuntimeError("a waiting room opens only through Switch to Video")
         appointment = await conn.fetchrow(
             """SELECT practice_id, clinician_id,
@@ -213,12 +200,11 @@ class PgCallStore:
             "SELECT pg_advisory_xact_lock(hashtextextended('precall:' || $1::uuid::text, 0))",
             practice_id,
         )
-        result = await precall_check(conn, practice_id, appointment["seconds"], request.roles)
+        result = await precall_check(conn, practice_id, appointment["seconds"], terms.roles)
         if result.outcome == "blocked" or (
-            result.outcome == "warn_insufficient" and not request.go_ahead
+            result.outcome == "warn_insufficient" and not terms.go_ahead
         ):
             raise PrecallRefused(result)
-        request.result = result
         try:
             await conn.execute(
                 """INSERT INTO calls (id, practice_id, appointment_id, clinician_id, state,

@@ -16,12 +16,13 @@ node closes its open calls (owned by it, or by nobody) whose appointment ended m
 
 Chosen: go through the call's room, not just the row. The room is loaded if it is not (the
 same path a reconnecting browser takes, which claims a call released by a stopped node)
-and the close runs under the room's lock, so a participant connecting at that moment
-either comes first (and the call is left alone) or finds it closed ("no longer
-available"). The row's update is still compare-and-set on state, owner and the
-appointment's end, so a call that moved, changed or was rescheduled meanwhile is not
-touched. The cut-off is the same grace after which the link page is dead for a call that
-is not going on, so a consultation that overruns keeps running as long as anyone is in it.
+and the close is the machine's ``CloseUnattended`` event of the system actor, run under
+the room's lock: a participant connecting at that moment either comes first (and the call
+is left alone) or finds it closed ("no longer available"), and the close is recorded like
+every other phase change (one transaction: the row, compare-and-set on state and owner,
+one audit line, the link). The cut-off is the same grace after which the link page is dead
+for a call that is not going on, so a consultation that overruns keeps running as long as
+anyone is in it.
 """
 
 from __future__ import annotations
@@ -29,21 +30,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
 
-from server.calls import audit
 from server.calls.store import CallMoved, CallOwnedElsewhere
-from server.diary.links import abandon_link, end_link
-from signalling.model import IllegalTransition, Phase
+from signalling.machine import UNATTENDED_REASON
+from signalling.model import IllegalTransition
 from signalling.router import Rooms
 
 log = logging.getLogger(__name__)
 
-CLOSE_REASON = "closed_unattended"
-_LINK_REASON = "call closed: nobody came back after the appointment ended"
+CLOSE_REASON = UNATTENDED_REASON
 
 
 async def close_unattended_calls(
@@ -71,66 +70,13 @@ async def close_unattended_calls(
         call_id: uuid.UUID = row["id"]
         try:
             async with rooms.using(str(call_id)) as room:
-                record = _recorder(pool, node_id, call_id, now - grace)
-                if await room.close_unattended(record) is not None:
+                if await room.close_unattended() is not None:
                     closed.append(call_id)
         except (CallOwnedElsewhere, CallMoved, IllegalTransition) as moved:
             log.info("call %s not closed: %s", call_id, moved)
     if closed:
         log.info("closed %d unattended call(s)", len(closed))
     return closed
-
-
-def _recorder(
-    pool: asyncpg.Pool, node_id: str, call_id: uuid.UUID, ended_before: datetime
-) -> Callable[[Phase, Phase, datetime], Awaitable[bool]]:
-    async def record(from_phase: Phase, to_phase: Phase, at: datetime) -> bool:
-        return await record_unattended_close(
-            pool, node_id, call_id, from_phase, to_phase, at, ended_before
-        )
-
-    return record
-
-
-async def record_unattended_close(
-    pool: asyncpg.Pool,
-    node_id: str,
-    call_id: uuid.UUID,
-    from_phase: Phase,
-    to_phase: Phase,
-    at: datetime,
-    ended_before: datetime,
-) -> bool:
-    """The close, audit line and link in one transaction; False if the row was not as seen."""
-    async with pool.acquire() as conn, conn.transaction():
-        appointment_id = await conn.fetchval(
-            """UPDATE calls c SET state = $2, end_reason = $3,
-                   ended_at = CASE WHEN $2 = 'ended' THEN coalesce(c.last_reading_at, $4)
-                                   ELSE $4 END
-               FROM appointments a
-               WHERE c.id = $1 AND c.state = $5 AND c.owner_node = $6
-                 AND a.id = c.appointment_id AND a.ends_at < $7
-               RETURNING c.appointment_id""",
-            call_id,
-            to_phase.value,
-            CLOSE_REASON,
-            at,
-            from_phase.value,
-            node_id,
-            ended_before,
-        )
-        if appointment_id is None:
-            return False
-        await audit.record_transition(
-            conn, call_id, "system", from_phase.value, to_phase.value, CLOSE_REASON, at, node_id
-        )
-        link_id = await conn.fetchval(
-            "SELECT id FROM video_links WHERE appointment_id = $1", appointment_id
-        )
-        if link_id is not None:
-            close = end_link if to_phase is Phase.ENDED else abandon_link
-            await close(conn, link_id, _LINK_REASON)
-    return True
 
 
 async def run_unattended_sweep(

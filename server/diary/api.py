@@ -7,6 +7,7 @@ practice's clinician, client, type or appointment is 404.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,6 +20,7 @@ from aiohttp import web
 from server import practices
 from server.appkeys import CONFIG, DB
 from server.auth.session import Staff, current_staff, require_role
+from server.calls.closing import close_waiting_room
 from server.diary import appointments, booking, changes, links_api, templates_api
 from server.diary.booking import BookingRequest, BookingResult, PlannedOccurrence
 from server.diary.errors import DiaryError
@@ -26,6 +28,7 @@ from server.diary.links import LinkSigner
 from server.diary.recurrence import Frequency, Rule
 from server.diary.summary import appointment_summary
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+from signalling.model import SYSTEM, IllegalTransition
 
 When = Annotated[datetime, msgspec.Meta(tz=True)]
 MAX_LIST_DAYS = 62
@@ -230,6 +233,18 @@ async def get_summary(request: web.Request) -> web.Response:
     return json_response(summary)
 
 
+async def _close_empty_waiting_room(
+    request: web.Request, appointment_id: uuid.UUID, reason: str
+) -> None:
+    """R-C9: a waiting room open with nobody admitted is closed (anyone waiting is told)
+    before the appointment is moved or cancelled; a call in progress is left to the change,
+    which refuses it."""
+    staff = await current_staff(request)
+    if await appointments.get_appointment(request.app[DB], staff.practice_id, appointment_id):
+        with contextlib.suppress(IllegalTransition):
+            await close_waiting_room(request.app, appointment_id, SYSTEM, reason)
+
+
 @_diary_errors
 async def cancel_appointment(request: web.Request) -> web.Response:
     staff = await require_role(
@@ -238,6 +253,7 @@ async def cancel_appointment(request: web.Request) -> web.Response:
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
     # Every field has a default: an empty body means "cancel this one, tell the client".
     body = await read_body(request, CancelBody) if request.body_exists else CancelBody()
+    await _close_empty_waiting_room(request, appointment_id, "closed_for_cancel")
     result = await changes.cancel(
         request.app[DB],
         staff.practice_id,
@@ -262,6 +278,7 @@ async def move_appointment(request: web.Request) -> web.Response:
     )
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
     body = await read_body(request, MoveBody)
+    await _close_empty_waiting_room(request, appointment_id, "closed_for_move")
     moved = await changes.move(
         request.app[DB], staff.practice_id, appointment_id, body.starts_at, body.clinician_id
     )

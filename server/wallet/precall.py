@@ -4,10 +4,12 @@
     0 < available < appointment length    -> warn_insufficient (may go on)
     otherwise                             -> ok
 
-"available" is the balance less what calls already open in the practice still expect to
-use (their expected length less what they have billed), so two clinicians starting at once
-cannot both count the same minutes. A practice whose balance is positive but fully
-committed gets a warning, not a refusal: the seed refuses only a balance of zero or below.
+"available" is the balance less what calls *in progress* in the practice still expect to
+use (their expected length less what they have billed), so two clinicians cannot both
+count the same minutes; an open waiting room with nobody admitted commits nothing (R-M7).
+A practice whose balance is positive but fully committed gets a warning, not a refusal:
+the seed refuses only a balance of zero or below. The warning speaks in minutes: the
+balance, what live calls hold, and the appointment's length.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class PrecallResult(msgspec.Struct, frozen=True):
     outcome: PrecallOutcome
     appointment_seconds: int
     balance_seconds: int
-    committed_seconds: int  # still expected by calls open in the practice
+    committed_seconds: int  # still expected by calls in progress in the practice
     available_seconds: int  # balance - committed
     needed_seconds: int  # how much more this appointment needs (0 when ok)
     balance_display: str
@@ -52,7 +54,7 @@ class AppointmentLength(msgspec.Struct, frozen=True):
 _BALANCE_AND_COMMITTED = """
 SELECT coalesce((SELECT balance_seconds FROM wallets WHERE practice_id = $1), 0) AS balance,
        coalesce((SELECT sum(greatest(expected_seconds - billed_seconds, 0)) FROM calls
-                 WHERE practice_id = $1 AND state IN ('waiting_room_open', 'in_progress')
+                 WHERE practice_id = $1 AND state = 'in_progress'
                    AND ($2::uuid IS NULL OR appointment_id <> $2)), 0) AS committed,
        (SELECT vat_rate_bp FROM practices WHERE id = $1) AS vat_rate_bp
 """
@@ -89,7 +91,7 @@ async def precall_check(
     else:
         outcome = "ok"
     needed = 0 if outcome == "ok" else max(appointment_seconds - max(available, 0), 0)
-    message = _message(outcome, is_admin, balance, max(available, 0), appointment_seconds)
+    message = _message(outcome, is_admin, balance, committed, appointment_seconds)
     offer = is_admin and outcome != "ok"
     return PrecallResult(
         outcome=outcome,
@@ -107,7 +109,7 @@ async def precall_check(
 
 
 def _message(
-    outcome: PrecallOutcome, is_admin: bool, balance: int, available: int, length: int
+    outcome: PrecallOutcome, is_admin: bool, balance: int, committed: int, length: int
 ) -> str | None:
     if outcome == "ok":
         return None
@@ -118,10 +120,12 @@ def _message(
             f"Your video minutes balance is {format_balance(balance)}. Buy more minutes to "
             "start this video consultation."
         )
+    held = f", of which calls in progress still hold {minutes(committed)}" if committed else ""
     text = (
-        f"Only {format_balance(available)} of video minutes are available but this "
-        f"appointment is {format_balance(length)} long. You can start the call; if the "
-        "minutes run out it carries on and the balance goes negative."
+        f"Your balance is {minutes(balance)}{held}, so "
+        f"{minutes(max(balance - committed, 0))} are available, but this appointment is "
+        f"{minutes(length)} long. You can start the call; if the minutes run out it carries "
+        "on and the balance goes negative."
     )
     if is_admin:
         text += " You can buy more minutes now."
@@ -143,3 +147,9 @@ async def appointment_length(
     if row is None:
         return None
     return AppointmentLength(int(row["seconds"]), bool(row["is_video"]), bool(row["cancelled"]))
+
+
+def minutes(seconds: int) -> str:
+    """Whole minutes for the warning ("9 minutes"), rounded down: never more than there is."""
+    whole = max(seconds, 0) // 60
+    return "1 minute" if whole == 1 else f"{whole} minutes"

@@ -159,7 +159,8 @@ async def test_a_waiting_room_nobody_attends_is_abandoned_and_a_late_clinician_i
         "abandoned",
         CLOSE_REASON,
     )
-    assert await _available(db, practice) == held + 50 * 60
+    # R-M7: an open waiting room held no minutes, so closing it frees none.
+    assert await _available(db, practice) == held
     late = await connect_clinician(client, practice, booked, hello=False)
     await late.send_raw('{"type": "hello", "v": 1}')
     refused = await late.expect(Error)

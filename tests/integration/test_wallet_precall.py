@@ -35,11 +35,12 @@ async def test_outcomes_at_the_edges_of_the_balance(
 async def test_minutes_expected_by_live_calls_are_not_counted_twice(
     db: asyncpg.Pool, practice: PracticeFixture
 ) -> None:
-    # R-M7 (beyond the seed): available = balance - what open calls still expect to use
+    # R-M7 (beyond the seed): available = balance - what calls in progress still expect to
+    # use; an open waiting room with nobody admitted commits nothing.
     await make_call(db, practice, state="in_progress", expected_seconds=3000, billed_seconds=1000)
     await make_call(db, practice, state="waiting_room_open", expected_seconds=600)
     await make_call(db, practice, state="ended", expected_seconds=9000)  # over: not counted
-    committed = 2000 + 600
+    committed = 2000
     for balance, outcome in [
         (committed + LENGTH, "ok"),
         (committed + LENGTH - 1, "warn_insufficient"),
@@ -109,3 +110,21 @@ async def test_the_api_checks_an_appointment_of_the_diary(
         assert (await response.json())["error"]["field"] == field
     client.session.cookie_jar.clear()  # login_as also left a session cookie
     assert (await client.get("/api/minutes/precall?duration_minutes=5")).status == 401
+
+
+async def test_the_warning_counts_live_calls_only_and_speaks_in_minutes(
+    db: asyncpg.Pool, practice: PracticeFixture
+) -> None:
+    # R-M7: at a balance of 10 minutes, empty waiting rooms commit nothing, so 10 minutes are
+    # available (not "0 s"); a call in progress holds what it still expects.
+    await set_balance(db, practice.id, 10 * 60)
+    await make_call(db, practice, state="waiting_room_open", expected_seconds=50 * 60)
+    warned = await precall_check(db, practice.id, LENGTH, CLINICIAN)
+    assert (warned.outcome, warned.available_seconds) == ("warn_insufficient", 10 * 60)
+    assert warned.message is not None
+    assert warned.message.startswith("Your balance is 10 minutes, so 10 minutes are available")
+    assert f"this appointment is {LENGTH // 60} minutes long" in warned.message
+    await make_call(db, practice, state="in_progress", expected_seconds=300, billed_seconds=60)
+    held = await precall_check(db, practice.id, LENGTH, CLINICIAN)
+    assert held.message is not None and held.committed_seconds == 240
+    assert "calls in progress still hold 4 minutes, so 6 minutes are available" in held.message

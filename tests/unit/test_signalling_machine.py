@@ -23,11 +23,14 @@ from signalling.effects import (
 from signalling.events import (
     AbandonCall,
     AdmitClient,
+    CloseUnattended,
+    CloseWaitingRoom,
     ConfirmHangup,
     DecideEndRequest,
     Event,
     Join,
     Leave,
+    MediaLiveness,
     NegotiateMedia,
     OpenWaitingRoom,
     RefreshMedia,
@@ -37,6 +40,7 @@ from signalling.machine import new_call, transition
 from signalling.model import (
     CALL_FINISHED_FOR_CLINICIAN,
     CALL_UNAVAILABLE_FOR_CLIENT,
+    SYSTEM,
     CallState,
     IllegalTransition,
     Phase,
@@ -191,16 +195,79 @@ def test_admit_needs_a_waiting_client_and_starts_the_meter() -> None:  # R-M8
     state, _ = run(new_call("c"), OpenWaitingRoom(DOC), Join(DOC))
     assert refused(state, AdmitClient(DOC)).code == "client_not_waiting"
     state, effects = run(state, Join(CLIENT), AdmitClient(DOC))
-    assert StartMeter("c", frozenset({DOC, CLIENT}), NOW) in effects
+    # Nobody's media leg is up yet (legs are negotiated after admission): nothing counts.
+    assert StartMeter("c", frozenset(), NOW) in effects
+    assert not state.billable
+
+
+def test_the_meter_follows_leg_liveness_not_sockets() -> None:  # R-M8
+    state, effects = run(in_progress(), MediaLiveness(DOC, True))
+    assert effects == [MeterConnection("call-1", DOC, True, NOW)] and not state.billable
+    # A client without camera or microphone shows life by receiver reports: still live.
+    state, effects = run(state, MediaLiveness(CLIENT, True))
+    assert effects == [MeterConnection("call-1", CLIENT, True, NOW)] and state.billable
+    assert run(state, MediaLiveness(CLIENT, True))[1] == []  # no change, no effect
+    # Their call page's socket dropping is not their media: the meter goes on (R-C8).
+    state, effects = run(state, Leave(CLIENT))
+    assert state.billable and not any(isinstance(e, MeterConnection) for e in effects)
+    state, effects = run(state, MediaLiveness(CLIENT, False))
+    assert effects == [MeterConnection("call-1", CLIENT, False, NOW)] and not state.billable
+
+
+def test_liveness_before_admission_is_remembered_for_the_meter_start() -> None:  # R-M8
+    state, effects = run(
+        new_call("c"), OpenWaitingRoom(DOC), Join(DOC), Join(CLIENT), MediaLiveness(DOC, True)
+    )
+    assert effects == []
+    state, effects = run(state, AdmitClient(DOC))
+    assert StartMeter("c", frozenset({DOC}), NOW) in effects
 
 
 def test_disconnect_is_not_an_end_and_rejoin_works() -> None:  # R-C8
-    state, effects = run(in_progress(), Leave(CLIENT))
+    state, _ = run(in_progress(), Leave(CLIENT))
     assert state.phase is Phase.IN_PROGRESS and CLIENT not in state.present
-    assert MeterConnection("call-1", CLIENT, False, NOW) in effects
-    state, effects = run(state, Join(CLIENT))
-    assert state.phase is Phase.IN_PROGRESS and state.billable
-    assert MeterConnection("call-1", CLIENT, True, NOW) in effects
+    state, _ = run(state, Join(CLIENT))
+    assert state.phase is Phase.IN_PROGRESS and CLIENT in state.present
+
+
+def test_closing_the_waiting_room_is_not_abandoning() -> None:  # R-C9
+    state, _ = run(new_call("c"), OpenWaitingRoom(DOC), Join(DOC), Join(CLIENT))
+    assert refused(state, CloseWaitingRoom(CLIENT)).code == "not_allowed"
+    closed, effects = run(state, CloseWaitingRoom(DOC))
+    assert closed.phase is Phase.CLOSED
+    assert not any(isinstance(e, DeactivateLink) for e in effects)  # the link stays valid
+    (line,) = [e for e in effects if isinstance(e, PersistTransition)]
+    assert (line.to_phase, line.reason) == (Phase.CLOSED, "waiting_room_closed")
+    (told,) = [e.message for e in effects if isinstance(e, Send) and e.to is CLIENT]
+    assert isinstance(told, CallEnded) and told.reason == "closed"
+    assert Disconnect(CLIENT, "closed") in effects
+    # The system closes it before a move or cancel, without anyone on the page.
+    opened, _ = run(new_call("c"), OpenWaitingRoom(DOC))
+    by_system, effects = run(opened, CloseWaitingRoom(SYSTEM, "appointment_moved"))
+    assert by_system.phase is Phase.CLOSED
+    assert refused(in_progress(), CloseWaitingRoom(SYSTEM)).code == "wrong_phase"
+
+
+def test_the_sweep_closes_only_unattended_calls() -> None:  # R-C5, R-M7
+    assert refused(in_progress(), CloseUnattended()).code == "attended"
+    left, _ = run(in_progress(), Leave(CLIENT), Leave(DOC))
+    ended, effects = run(left, CloseUnattended())
+    assert ended.phase is Phase.ENDED
+    (line,) = [e for e in effects if isinstance(e, PersistTransition)]
+    assert (line.actor, line.reason) == (SYSTEM, "closed_unattended")
+    assert FinalMeterReading("call-1", NOW) in effects
+    assert DeactivateLink("call-1", "ended", NOW) in effects
+    waiting, _ = run(new_call("c"), OpenWaitingRoom(DOC))
+    abandoned, effects = run(waiting, CloseUnattended())
+    assert abandoned.phase is Phase.ABANDONED
+    assert DeactivateLink("c", "abandoned", NOW) in effects
+
+
+def test_switch_to_video_terms_travel_with_the_opening() -> None:  # R-M7
+    _, effects = run(new_call("c"), OpenWaitingRoom(DOC, frozenset({"clinician"}), True))
+    (opened,) = [e for e in effects if isinstance(e, PersistTransition)]
+    assert opened.opening is not None
+    assert (opened.opening.roles, opened.opening.go_ahead) == (frozenset({"clinician"}), True)
 
 
 def test_terminal_states_refuse_everything_with_the_users_message() -> None:  # R-C5, R-C6
@@ -226,8 +293,11 @@ def candidate_events(state: CallState, roles: Iterable[Role] = (DOC, CLIENT)) ->
     """Every event worth trying in ``state``: right, stale, reused and unknown ids included."""
     fresh = f"id{len(state.spent_ids)}"
     ids = [*sorted(state.spent_ids), "nobody-issued-this"]
+    if DOC in roles:  # the server's own moves, unless only the client is acting
+        yield from (CloseWaitingRoom(SYSTEM), CloseUnattended())
     for role in roles:
         yield from (OpenWaitingRoom(role), Join(role), Leave(role), AdmitClient(role))
+        yield from (CloseWaitingRoom(role), MediaLiveness(role, role not in state.live))
         yield from (
             AbandonCall(role),
             RefreshMedia(role),
@@ -254,9 +324,16 @@ def check_step(state: CallState, event: Event) -> CallState | None:
     assert not state.phase.terminal
     ends = new.phase.terminal
     deactivations = [e for e in effects if isinstance(e, DeactivateLink)]
-    # R-C5: the link is deactivated exactly when (and only when) the call closes.
-    assert len(deactivations) == (1 if ends else 0)
-    if ends:
+    # R-C5: the link is deactivated exactly when (and only when) the call ends or is
+    # abandoned; a waiting room closed without a call keeps it (R-C9).
+    kills_link = new.phase in (Phase.ENDED, Phase.ABANDONED)
+    assert len(deactivations) == (1 if kills_link else 0)
+    if new.phase is Phase.CLOSED:
+        assert state.phase is Phase.WAITING_ROOM_OPEN and isinstance(event, CloseWaitingRoom)
+        assert event.actor in (DOC, SYSTEM)
+    elif ends and isinstance(event, CloseUnattended):
+        assert not state.present  # the sweep closes only a call nobody attends
+    elif ends:
         # Only the clinician closes a call (R-C2, R-C3), and never in one message (R-C1):
         # the ending event answers a dialog or request the machine issued earlier.
         assert event.actor is DOC
@@ -273,6 +350,12 @@ def check_step(state: CallState, event: Event) -> CallState | None:
         assert FinalMeterReading(state.call_id, NOW) in effects
     if any(isinstance(e, StartMeter) for e in effects):
         assert (state.phase, new.phase) == (Phase.WAITING_ROOM_OPEN, Phase.IN_PROGRESS)
+    # R-M8: the meter hears of liveness only while the call is in progress, and only the
+    # legs (never the sockets) say who is connected.
+    for change in (e for e in effects if isinstance(e, MeterConnection)):
+        assert isinstance(event, MediaLiveness) and new.phase is Phase.IN_PROGRESS
+        assert change.connected is event.live
+    assert new.billable == (new.phase is Phase.IN_PROGRESS and new.live == {DOC, CLIENT})
     # Every answered confirm id is spent: accepting it again is impossible.
     if isinstance(event, ConfirmHangup):
         assert new.pending_confirm(event.actor) is None

@@ -22,6 +22,7 @@ from signalling.events import (
     Event,
     Join,
     Leave,
+    MediaLiveness,
     OpenWaitingRoom,
     RefreshMedia,
     RequestHangup,
@@ -82,6 +83,12 @@ class CallConversation(RuleBasedStateMachine):
         if self.step(Leave(actor)) is not None:
             assert self.state.phase is phase
 
+    @rule(actor=roles, live=st.booleans())
+    def media_liveness(self, actor: Role, live: bool) -> None:  # R-M8
+        phase = self.state.phase
+        if self.step(MediaLiveness(actor, live)) is not None:
+            assert self.state.phase is phase
+
     @rule(actor=roles)
     def admit(self, actor: Role) -> None:
         self.step(AdmitClient(actor))
@@ -135,7 +142,7 @@ class CallConversation(RuleBasedStateMachine):
     def billable_only_when_live_with_both(self) -> None:  # R-M8
         if self.state.billable:
             assert self.state.phase is Phase.IN_PROGRESS
-            assert self.state.present == {Role.CLINICIAN, Role.CLIENT}
+            assert self.state.live == {Role.CLINICIAN, Role.CLIENT}
 
 
 CallConversation.TestCase.settings = settings(

@@ -149,6 +149,9 @@ class World:
         await self.connect(DOC, "dr1")
         await self.say(DOC, "dr1", Admit(v=1))
         assert room.state.phase is Phase.IN_PROGRESS
+        # Both media legs come up and show life (R-M8): the meter runs from here.
+        await room.media_liveness(DOC, True)
+        await room.media_liveness(CLIENT, True)
         return room
 
     def last(self, conn: str) -> ServerMessage:
@@ -291,6 +294,9 @@ async def test_takeover_resumes_metering_from_the_checkpoint() -> None:  # R-M10
     world.store.calls["c"] = LoadedCall(state, "p", MeterCheckpoint(100, 4, 500_000))
     await world.connect(DOC, "dr1")
     await world.connect(CLIENT, "cl1")
+    room = await world.rooms.room("c")
+    await room.media_liveness(DOC, True)
+    await room.media_liveness(CLIENT, True)
     world.now += timedelta(seconds=1.5)
     (reading,) = world.meter.take_readings(world.now)
     assert (reading.sequence, reading.seconds, reading.billed_total_seconds) == (5, 2, 102)
