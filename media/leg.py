@@ -4,10 +4,10 @@ A leg always has one audio and one video transceiver whose receivers are taken o
 `forward.IngressPort` (media is read and dropped while the participant is alone) and whose
 senders are fed by `forward.EgressPort`. It reports its status to listeners:
 `connection_state` (aiortc's), `media_flowing` (RTP arrived within the last
-`silence_timeout_s`) and `feedback_flowing` (RTCP about what we send, such as receiver
-reports, arrived within `feedback_timeout_s`: a browser that joined without camera or
-microphone sends no RTP but reports on what it receives). The meter bills a participant
-while `LegStatus.is_live` (R-M8).
+`silence_timeout_s`) and `feedback_flowing` (for a receive-only participant, one that sent
+no RTP on this leg: RTCP about what we send, such as receiver reports, arrived within
+`feedback_timeout_s`; a browser that joined without camera or microphone shows life only
+so). The meter bills a participant while `LegStatus.is_live` (R-M8).
 
 aiortc has no ICE restart (`restartIce`, `iceRestart` offers) and cannot renegotiate
 transports, so Refresh builds a fresh leg (`call.CallMedia.open_leg`) and the relay
@@ -57,7 +57,7 @@ class LegSettings:
 class LegStatus:
     connection_state: str  # aiortc's: new, connecting, connected, failed, closed
     media_flowing: bool
-    feedback_flowing: bool = False
+    feedback_flowing: bool = False  # receive-only participant: its reports arrive
 
     @property
     def is_live(self) -> bool:
@@ -210,7 +210,9 @@ class MediaLeg:
             and last is not None
             and now - last < self._settings.silence_timeout_s
         )
-        feedback = self.last_feedback_at()
+        # Reports count for a participant who sends no media at all; one who does is judged
+        # by their media (a cut network is noticed after the shorter RTP silence).
+        feedback = self.last_feedback_at() if last is None else None
         reporting = (
             state == "connected"
             and feedback is not None

@@ -45,11 +45,19 @@ CLINICIAN_LUMA, CLIENT_LUMA = 60, 200
 
 
 class CallPage:
-    def __init__(self, role: Role, ws: aiohttp.ClientWebSocketResponse, luma: int) -> None:
+    def __init__(
+        self,
+        role: Role,
+        ws: aiohttp.ClientWebSocketResponse,
+        luma: int,
+        *,
+        receive_only: bool = False,
+    ) -> None:
         self.role = role
         self.ws = ws
         self.luma = luma
-        self.peer = BrowserPeer(role.value, luma)
+        self.receive_only = receive_only
+        self.peer = BrowserPeer(role.value, luma, receive_only=receive_only)
         self.messages: list[ServerMessage] = []
         self.answers_applied = 0
         self._arrived = asyncio.Event()
@@ -92,7 +100,7 @@ class CallPage:
     async def rebuild_peer(self) -> None:
         """Refresh or a reloaded page: the old peer connection goes, a new one offers."""
         await self.peer.close()
-        self.peer = BrowserPeer(self.role.value, self.luma)
+        self.peer = BrowserPeer(self.role.value, self.luma, receive_only=self.receive_only)
         await self.offer()
 
     async def expect(
@@ -135,12 +143,14 @@ async def open_clinician_page(
     return page
 
 
-async def open_client_page(client: ApiClient, booked: Booked) -> CallPage:
+async def open_client_page(
+    client: ApiClient, booked: Booked, *, receive_only: bool = False
+) -> CallPage:
     token = await client_call_token(client, booked)
     ws = await client.ws_connect(
         f"/ws/appointments/{booked.appointment_id}/call", params={"token": token}
     )
-    page = CallPage(Role.CLIENT, ws, CLIENT_LUMA)
+    page = CallPage(Role.CLIENT, ws, CLIENT_LUMA, receive_only=receive_only)
     await page.send(Hello(v=1))
     await page.expect(Snapshot)
     return page
@@ -178,21 +188,33 @@ class LiveCall:
 
 
 async def waiting_room(
-    client: ApiClient, db: Any, practice: PracticeFixture, config: Config
+    client: ApiClient,
+    db: Any,
+    practice: PracticeFixture,
+    config: Config,
+    *,
+    client_receive_only: bool = False,
 ) -> tuple[str, Booked, CallPage, CallPage]:
     """Funded practice, booked appointment, waiting room open, both pages connected."""
     await fund(db, practice, 100 * 60)
     booked = await book_video(db, practice, config)
     started = await open_waiting_room(client, practice, booked)
     clinician = await open_clinician_page(client, practice, booked)
-    patient = await open_client_page(client, booked)
+    patient = await open_client_page(client, booked, receive_only=client_receive_only)
     return str(uuid.UUID(started["call_id"])), booked, clinician, patient
 
 
 async def admitted_call(
-    client: ApiClient, db: Any, practice: PracticeFixture, config: Config
+    client: ApiClient,
+    db: Any,
+    practice: PracticeFixture,
+    config: Config,
+    *,
+    client_receive_only: bool = False,
 ) -> LiveCall:
-    call_id, booked, clinician, patient = await waiting_room(client, db, practice, config)
+    call_id, booked, clinician, patient = await waiting_room(
+        client, db, practice, config, client_receive_only=client_receive_only
+    )
     seen = len(patient.messages)
     admitted_at = time.monotonic()
     await clinician.send(Admit(v=1))
@@ -204,7 +226,12 @@ async def admitted_call(
 async def start_media(call: LiveCall, *, trickle_client: bool = False) -> None:
     """Both pages offer (as they do on the in-progress snapshot); waits for video both ways."""
     await asyncio.gather(call.clinician.offer(), call.patient.offer(trickle=trickle_client))
-    await wait_for(lambda: frames(call.clinician) > 0 and frames(call.patient) > 0, within=5)
+    # A receive-only client sends nothing, so only it sees video then.
+    clinician_sees = not call.patient.receive_only
+    await wait_for(
+        lambda: (frames(call.clinician) > 0 or not clinician_sees) and frames(call.patient) > 0,
+        within=5,
+    )
 
 
 def frames(page: CallPage) -> int:

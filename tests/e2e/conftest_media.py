@@ -104,14 +104,19 @@ class Received:
 class BrowserPeer:
     """An aiortc peer playing a browser: sends video + audio, records what it receives."""
 
-    def __init__(self, name: str, luma: int) -> None:
+    def __init__(self, name: str, luma: int, *, receive_only: bool = False) -> None:
         self.name = name
         self.luma = luma
         self.pc = RTCPeerConnection(LOOPBACK_CONFIG)
         self.video = SolidVideoTrack(luma)
         self.audio = ToneAudioTrack()
-        self.pc.addTrack(self.audio)
-        self.pc.addTrack(self.video)
+        if receive_only:
+            # "Join without camera or microphone": it sends no RTP, only RTCP reports.
+            self.pc.addTransceiver("audio", direction="recvonly")
+            self.pc.addTransceiver("video", direction="recvonly")
+        else:
+            self.pc.addTrack(self.audio)
+            self.pc.addTrack(self.video)
         self.received = Received()
         self.states: list[str] = []
         self._consumers: list[asyncio.Task[None]] = []

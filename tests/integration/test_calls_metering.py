@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.app import create_app
 from server.config import Config
 from server.wallet.ledger import balance_seconds, ledger_mismatches
+from signalling.model import Role
 from signalling.protocol import (
     CallEnded,
     HangupConfirm,
@@ -178,3 +179,37 @@ async def test_a_graceful_restart_loses_and_doubles_no_second(
             await assert_books_balance(db, call.call_id)
         finally:
             await resumed.close()
+
+
+async def test_a_client_without_camera_or_microphone_is_billed(
+    client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture, config: Config
+) -> None:
+    # R-M8: "Join without camera or microphone" sends no RTP; its receiver reports show the
+    # leg is alive, so the consultation is billed like any other.
+    call = await admitted_call(client, db, practice, config, client_receive_only=True)
+    media = call.engine.media
+    try:
+        await start_media(call)
+
+        async def both_live() -> bool:
+            return media.is_live(call.call_id, Role.CLINICIAN) and media.is_live(
+                call.call_id, Role.CLIENT
+            )
+
+        await wait_for(both_live, within=5)
+        live_from = time.monotonic()
+        status = media.status(call.call_id, Role.CLIENT)
+        assert status is not None and (status.media_flowing, status.feedback_flowing) == (
+            False,
+            True,
+        )
+        await asyncio.sleep(3.0)
+        await end_call(call.clinician)
+        live_for = time.monotonic() - live_from
+        await final_reading_recorded(db, call.call_id)
+        total = await billed(db, call.call_id)
+        assert abs(total - live_for) <= 1, (total, live_for)
+        assert await balance_seconds(db, practice.id) == 100 * 60 - total
+        await assert_books_balance(db, call.call_id)
+    finally:
+        await call.close()
