@@ -38,10 +38,14 @@ class CallSummary(msgspec.Struct, frozen=True):
 
 
 async def latest_call(db: Executor, appointment_id: uuid.UUID) -> CallSummary | None:
-    """The appointment's open call if it has one, else its most recent call, else None."""
+    """The appointment's open call if it has one, else its most recent call, else None.
+
+    A waiting room closed without a call (``closed``, R-C9) is no call at all: the link is
+    as valid as before it opened, and the next Switch to Video opens a new session.
+    """
     row = await db.fetchrow(
         """SELECT id, appointment_id, practice_id, state, opened_at FROM calls
-           WHERE appointment_id = $1
+           WHERE appointment_id = $1 AND state <> 'closed'
            ORDER BY state IN ('waiting_room_open', 'in_progress') DESC, opened_at DESC
            LIMIT 1""",
         appointment_id,

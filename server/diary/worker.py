@@ -102,10 +102,11 @@ class OutboxWorker:
             if self._stopping.is_set() or lease_left < 2 * self._send_timeout:
                 await outbox.release(self._pool, claimed[index:])
                 return index
-            await self._deliver(message)
+            await self.deliver(message)
         return len(claimed)
 
-    async def _deliver(self, message: ClaimedMessage) -> None:
+    async def deliver(self, message: ClaimedMessage) -> None:
+        """Send one claimed message (its link checked first) and record the outcome."""
         if message.link_id is not None and not await link_is_active(self._pool, message.link_id):
             # R-B10: the link died after this message was claimed (its call ended, it was
             # abandoned or cancelled meanwhile): a dead link is never sent.
