@@ -19,7 +19,7 @@ from server.config import Config, ConfigError
 from server.db import create_pool
 from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
-from server.http import error_middleware
+from server.http import error_middleware, finish_changes_middleware
 from server.keys import Keys
 from server.wallet import api as wallet_api
 
@@ -49,6 +49,7 @@ def create_app(config: Config) -> web.Application:
             health.metrics_middleware(requests, latency),
             error_middleware,
             busy_middleware,
+            finish_changes_middleware,
         ],
     )
     app[CONFIG] = config
@@ -74,7 +75,11 @@ def create_app(config: Config) -> web.Application:
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.database_url and config.redis_url
-    app[DB] = await create_pool(config.database_url, max_size=config.database_pool_size)
+    app[DB] = await create_pool(
+        config.database_url,
+        max_size=config.database_pool_size,
+        statement_timeout_seconds=config.database_statement_timeout_seconds,
+    )
     app[REDIS] = redis_client(config)
     try:
         yield
