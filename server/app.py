@@ -9,8 +9,19 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from server import call_pages, health, pages, practices_api
-from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS, TOKENS, NodeHealth
+from server.appkeys import (
+    CONFIG,
+    DB,
+    HEALTH,
+    KEYS,
+    METRICS,
+    PASSWORDS,
+    REDIS,
+    TOKENS,
+    NodeHealth,
+)
 from server.auth import routes as auth_routes
+from server.auth.passwords import MAX_WAITING_HASHES, PasswordWorkers, hashing_threads
 from server.auth.tokens import TokenIssuer
 from server.busy import busy_middleware, redis_client
 from server.calls import api as calls_api
@@ -58,6 +69,7 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = registry
     app[TOKENS] = TokenIssuer(config.secret_key, config.jwt_issuer)
     app.cleanup_ctx.append(_connections)
+    app.cleanup_ctx.append(_password_workers)
     add_call_engine(app)  # after _connections: it uses the database and Redis
     app.cleanup_ctx.append(outbox_worker)
 
@@ -70,6 +82,15 @@ def create_app(config: Config) -> web.Application:
     pages.add_routes(app)
     call_pages.add_routes(app)
     return app
+
+
+async def _password_workers(app: web.Application) -> AsyncIterator[None]:
+    workers = PasswordWorkers(hashing_threads(), MAX_WAITING_HASHES, app[CONFIG].pool_wait_seconds)
+    app[PASSWORDS] = workers
+    try:
+        yield
+    finally:
+        workers.close()
 
 
 async def _connections(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from server.auth.passwords import PasswordWorkers
 from server.auth.tokens import TokenIssuer
 from server.config import Config
 from server.keys import Keys
@@ -29,3 +30,4 @@ KEYS = web.AppKey("keys", Keys)
 HEALTH = web.AppKey("health", NodeHealth)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+PASSWORDS = web.AppKey("passwords", PasswordWorkers)

@@ -27,6 +27,14 @@ class Keys:
         """Failed logins for an account; TTL = login failure window."""
         return f"{self.prefix}loginfail:acct:{email}"
 
+    def login_failures_pair(self, email: str, address: str) -> str:
+        """Failed logins for an account from one client address; TTL = login failure window."""
+        return f"{self.prefix}loginfail:pair:{address}:{email}"
+
+    def login_account_slot(self, email: str) -> str:
+        """Held while a slowed account waits for its next attempt; TTL = the slow-down."""
+        return f"{self.prefix}loginslot:{email}"
+
     def login_failures_address(self, address: str) -> str:
         """Failed logins from a client address; TTL = login failure window."""
         return f"{self.prefix}loginfail:addr:{address}"
