@@ -32,6 +32,7 @@ from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
 from server.http import error_middleware, finish_changes_middleware
 from server.keys import Keys
+from server.security_headers import add_security_headers
 from server.wallet import api as wallet_api
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def create_app(config: Config) -> web.Application:
         ],
     )
     app[CONFIG] = config
+    app.on_response_prepare.append(add_security_headers)
     app[KEYS] = Keys(config.redis_prefix)
     app[HEALTH] = NodeHealth()
     app[METRICS] = registry
