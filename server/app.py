@@ -15,12 +15,14 @@ from server.appkeys import (
     HEALTH,
     KEYS,
     METRICS,
+    OPEN_SESSIONS,
     PASSWORDS,
     REDIS,
     TOKENS,
     NodeHealth,
 )
 from server.auth import routes as auth_routes
+from server.auth.ended_sessions import OpenSessions
 from server.auth.passwords import MAX_WAITING_HASHES, PasswordWorkers, hashing_threads
 from server.auth.tokens import TokenIssuer
 from server.busy import busy_middleware, redis_client
@@ -72,6 +74,7 @@ def create_app(config: Config) -> web.Application:
     app[TOKENS] = TokenIssuer(config.secret_key, config.jwt_issuer)
     app.cleanup_ctx.append(_connections)
     app.cleanup_ctx.append(_password_workers)
+    app.cleanup_ctx.append(_open_sessions)
     add_call_engine(app)  # after _connections: it uses the database and Redis
     app.cleanup_ctx.append(outbox_worker)
 
@@ -84,6 +87,13 @@ def create_app(config: Config) -> web.Application:
     pages.add_routes(app)
     call_pages.add_routes(app)
     return app
+
+
+async def _open_sessions(app: web.Application) -> AsyncIterator[None]:
+    sessions = OpenSessions(app[REDIS], app[KEYS])
+    app[OPEN_SESSIONS] = sessions
+    async for _ in sessions.run():
+        yield
 
 
 async def _password_workers(app: web.Application) -> AsyncIterator[None]:

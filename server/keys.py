@@ -23,6 +23,11 @@ class Keys:
         (deactivated, or a role removed); TTL = the staff session lifetime."""
         return f"{self.prefix}sessions-revoked-before:{user_id}"
 
+    def sessions_ended_channel(self) -> str:
+        """Pub/sub channel (no TTL: nothing is stored): a session or a user's sessions ended,
+        so every node closes the sockets and streams it holds for them."""
+        return f"{self.prefix}sessions-ended"
+
     def login_failures_account(self, email: str) -> str:
         """Failed logins for an account; TTL = login failure window."""
         return f"{self.prefix}loginfail:acct:{email}"

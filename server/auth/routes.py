@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import msgspec
@@ -10,7 +9,7 @@ from aiohttp import web
 
 from server import practices
 from server.appkeys import CONFIG, DB, KEYS, PASSWORDS, REDIS, TOKENS
-from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff
+from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff, end_session
 from server.auth.throttle import LoginThrottle
 from server.http import ApiError, json_response, read_body
 
@@ -87,8 +86,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     staff = await current_staff(request)
-    remaining = max(1, staff.expires_at - int(time.time()))
-    await request.app[REDIS].set(request.app[KEYS].revoked_token(staff.jti), b"1", ex=remaining)
+    await end_session(request.app, staff)
     response = json_response({"logged_out": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     response.del_cookie(CSRF_COOKIE, path="/")

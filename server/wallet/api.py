@@ -8,6 +8,7 @@ sees the dashboard, the purchase history and the exports (R-A1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from server import practices
 from server.appkeys import DB
-from server.auth.session import Staff, current_staff, require_role
+from server.auth.session import Staff, current_staff, held_open, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 from server.query import int_in_range, invalid_parameter, query_day, query_int, query_text
 from server.validation import EARLIEST_DAY
@@ -249,23 +250,35 @@ async def ledger_entries(request: web.Request) -> web.Response:
 
 
 async def live(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: the calls open now and the balance, every ~2 s (R-A1)."""
+    """Server-sent events: the calls open now and the balance, every ~2 s (R-A1).
+
+    Ends at once, with a ``session_ended`` event, when the session ends or its user loses
+    access (on any node).
+    """
     staff = await require_role(request, "site_admin", action=VIEW)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",  # proxies must not hold the stream back
         }
     )
     await response.prepare(request)
     db = request.app[DB]
+    ended = asyncio.Event()
+
+    async def end_stream() -> None:
+        ended.set()
+
     try:
-        while staff.expires_at > time.time():
-            snapshot = await dashboard.live_snapshot(db, staff.practice_id)
-            payload = msgspec.json.encode(snapshot)
-            await response.write(b"event: live\ndata: " + payload + b"\n\n")
-            await asyncio.sleep(LIVE_INTERVAL_SECONDS)
+        with held_open(request, staff, end_stream):
+            while staff.expires_at > time.time() and not ended.is_set():
+                snapshot = await dashboard.live_snapshot(db, staff.practice_id)
+                payload = msgspec.json.encode(snapshot)
+                await response.write(b"event: live\ndata: " + payload + b"\n\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), LIVE_INTERVAL_SECONDS)
+            if ended.is_set():
+                await response.write(b"event: session_ended\ndata: {}\n\n")
     except ConnectionResetError:
         pass  # the page was closed
     return response
