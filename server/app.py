@@ -9,8 +9,21 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from server import call_pages, health, pages, practices_api
-from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS, TOKENS, NodeHealth
+from server.appkeys import (
+    CONFIG,
+    DB,
+    HEALTH,
+    KEYS,
+    METRICS,
+    OPEN_SESSIONS,
+    PASSWORDS,
+    REDIS,
+    TOKENS,
+    NodeHealth,
+)
 from server.auth import routes as auth_routes
+from server.auth.ended_sessions import OpenSessions
+from server.auth.passwords import MAX_WAITING_HASHES, PasswordWorkers, hashing_threads
 from server.auth.tokens import TokenIssuer
 from server.busy import busy_middleware, redis_client
 from server.calls import api as calls_api
@@ -19,8 +32,9 @@ from server.config import Config, ConfigError
 from server.db import create_pool
 from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
-from server.http import error_middleware
+from server.http import error_middleware, finish_changes_middleware
 from server.keys import Keys
+from server.security_headers import add_security_headers
 from server.wallet import api as wallet_api
 
 log = logging.getLogger(__name__)
@@ -49,14 +63,18 @@ def create_app(config: Config) -> web.Application:
             health.metrics_middleware(requests, latency),
             error_middleware,
             busy_middleware,
+            finish_changes_middleware,
         ],
     )
     app[CONFIG] = config
+    app.on_response_prepare.append(add_security_headers)
     app[KEYS] = Keys(config.redis_prefix)
     app[HEALTH] = NodeHealth()
     app[METRICS] = registry
     app[TOKENS] = TokenIssuer(config.secret_key, config.jwt_issuer)
     app.cleanup_ctx.append(_connections)
+    app.cleanup_ctx.append(_password_workers)
+    app.cleanup_ctx.append(_open_sessions)
     add_call_engine(app)  # after _connections: it uses the database and Redis
     app.cleanup_ctx.append(outbox_worker)
 
@@ -71,10 +89,30 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+async def _open_sessions(app: web.Application) -> AsyncIterator[None]:
+    sessions = OpenSessions(app[REDIS], app[KEYS])
+    app[OPEN_SESSIONS] = sessions
+    async for _ in sessions.run():
+        yield
+
+
+async def _password_workers(app: web.Application) -> AsyncIterator[None]:
+    workers = PasswordWorkers(hashing_threads(), MAX_WAITING_HASHES, app[CONFIG].pool_wait_seconds)
+    app[PASSWORDS] = workers
+    try:
+        yield
+    finally:
+        workers.close()
+
+
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.database_url and config.redis_url
-    app[DB] = await create_pool(config.database_url, max_size=config.database_pool_size)
+    app[DB] = await create_pool(
+        config.database_url,
+        max_size=config.database_pool_size,
+        statement_timeout_seconds=config.database_statement_timeout_seconds,
+    )
     app[REDIS] = redis_client(config)
     try:
         yield

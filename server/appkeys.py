@@ -9,6 +9,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from server.auth.ended_sessions import OpenSessions
+from server.auth.passwords import PasswordWorkers
 from server.auth.tokens import TokenIssuer
 from server.config import Config
 from server.keys import Keys
@@ -29,3 +31,5 @@ KEYS = web.AppKey("keys", Keys)
 HEALTH = web.AppKey("health", NodeHealth)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+PASSWORDS = web.AppKey("passwords", PasswordWorkers)
+OPEN_SESSIONS = web.AppKey("open_sessions", OpenSessions)

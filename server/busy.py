@@ -89,6 +89,17 @@ async def busy_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # asyncpg's pool.acquire(timeout=...) and our own bounded waits.
         _log_refusal(request, "timed out waiting for a connection")
         raise _busy() from None
+    except asyncpg.QueryCanceledError:
+        # The statement timeout: the query was stopped by PostgreSQL and its transaction
+        # rolled back, so nothing changed.
+        _log_refusal(request, "a query passed the statement timeout")
+        raise ApiError(
+            503,
+            "query_timeout",
+            "The server took too long to answer: retry in a moment",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        ) from None
     except _DATABASE_UNAVAILABLE as exc:
         _log_refusal(request, f"database unavailable ({type(exc).__name__})")
         raise _unavailable("database") from None

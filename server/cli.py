@@ -131,7 +131,11 @@ async def _serve(config: Config, *, demo: bool) -> int:
         assert live.database_url
         await apply_migrations(live.database_url)
         app = create_app(live)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # A client that goes away cancels its request, and so its query (reads); changes run
+        # to their end regardless (server.http.finish_changes_middleware).
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, handler_cancellation=True
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, live.host, live.port)

@@ -121,6 +121,8 @@ class Config:
     # waits up to pool_wait_seconds for one, then gets 503 "busy, retry" (never a 500);
     # PostgreSQL requests queue for a connection in order (asyncpg's pool).
     database_pool_size: int = 20
+    # Every SQL statement of this node (requests and background work) ends within this.
+    database_statement_timeout_seconds: float = 10.0
     redis_max_connections: int = 100
     pool_wait_seconds: float = 5.0
 
@@ -224,6 +226,8 @@ SETTINGS: dict[str, str] = {
     "redis_prefix": "prefix of every Redis key of this deployment",
     "data_dir": "folder for the embedded PostgreSQL and Redis",
     "database_pool_size": "PostgreSQL connections this node holds at most",
+    "database_statement_timeout_seconds": "longest any one SQL statement may run; a request "
+    "whose query runs longer is answered 503",
     "redis_max_connections": "Redis connections this node holds at most",
     "pool_wait_seconds": "how long a request waits for a free Redis connection before it is "
     "answered 503 busy, retry",
@@ -324,6 +328,15 @@ def _build(raw: dict[str, str]) -> Config:
         kwargs["database_pool_size"] = _parse_int(
             "database_pool_size", raw["database_pool_size"], 2, 1000
         )
+    if "database_statement_timeout_seconds" in raw:
+        limit = _parse_float(
+            "database_statement_timeout_seconds", raw["database_statement_timeout_seconds"]
+        )
+        if not 0.1 <= limit <= 3600:
+            raise ConfigError(
+                f"DATABASE_STATEMENT_TIMEOUT_SECONDS: must be between 0.1 and 3600, got {limit}"
+            )
+        kwargs["database_statement_timeout_seconds"] = limit
     if "redis_max_connections" in raw:
         kwargs["redis_max_connections"] = _parse_int(
             "redis_max_connections", raw["redis_max_connections"], 2, 100000

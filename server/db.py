@@ -81,8 +81,18 @@ async def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[s
     return applied
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 20, statement_timeout_seconds: float = 10.0
+) -> asyncpg.Pool:
+    """A pool whose every statement ends within ``statement_timeout_seconds`` (PostgreSQL
+    cancels it: ``asyncpg.QueryCanceledError``), so no request can hold a connection, or
+    fill the disk with temporary files, for longer than that."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"statement_timeout": str(round(statement_timeout_seconds * 1000))},
+    )
     assert pool is not None
     return pool
 

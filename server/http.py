@@ -6,6 +6,7 @@ with a 4xx status; a bug becomes a logged 500 with the same shape and no detail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -16,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from server.appkeys import CONFIG
+from server.validation import first_problem
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,11 @@ def parse_uuid(raw: str, what: str) -> uuid.UUID:
 
 
 async def read_body(request: web.Request, body_type: type[T]) -> T:
-    """Decode the JSON body into ``body_type`` or raise a 400/413 naming the field."""
+    """Decode the JSON body into ``body_type`` or raise a 400/413 naming the field.
+
+    Past its type, every string, date and moment in it is checked against its real domain
+    (``server.validation``): no NUL, valid Unicode, within the sane calendar.
+    """
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -92,12 +98,17 @@ async def read_body(request: web.Request, body_type: type[T]) -> T:
     if not raw:
         raise ApiError(400, "empty_body", "a JSON body is required")
     try:
-        return msgspec.json.decode(raw, type=body_type, strict=True)
+        body = msgspec.json.decode(raw, type=body_type, strict=True)
     except msgspec.ValidationError as exc:
         message = str(exc)
         raise ApiError(400, "invalid_body", message, field=field_in_error(message)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    problem = first_problem(body)
+    if problem is not None:
+        path, what = problem
+        raise ApiError(400, "invalid_body", f"{path or 'body'} {what}", field=path or None)
+    return body
 
 
 @web.middleware
@@ -116,3 +127,35 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         raise ApiError(500, "internal_error", "internal error") from None
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def finish_changes_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request whose client goes away is cancelled (the server runs with handler
+    cancellation, so a read's query is cancelled with it); a change runs to its end instead,
+    so a disconnect never leaves one half done (a provider charged, our row not written)."""
+    if request.method in _SAFE_METHODS:
+        return await handler(request)
+    change = asyncio.ensure_future(handler(request))
+    try:
+        return await asyncio.shield(change)
+    except asyncio.CancelledError:
+        change.add_done_callback(lambda done: _log_orphan(request, done))
+        raise
+
+
+def _log_orphan(request: web.Request, done: asyncio.Future[web.StreamResponse]) -> None:
+    """The outcome of a change whose client had gone: nobody else will see it."""
+    if done.cancelled():
+        return
+    exc = done.exception()
+    if exc is not None and not isinstance(exc, web.HTTPException):
+        log.error(
+            "unhandled error on %s %s after its client left",
+            request.method,
+            request.path,
+            exc_info=exc,
+        )

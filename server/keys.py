@@ -23,9 +23,22 @@ class Keys:
         (deactivated, or a role removed); TTL = the staff session lifetime."""
         return f"{self.prefix}sessions-revoked-before:{user_id}"
 
+    def sessions_ended_channel(self) -> str:
+        """Pub/sub channel (no TTL: nothing is stored): a session or a user's sessions ended,
+        so every node closes the sockets and streams it holds for them."""
+        return f"{self.prefix}sessions-ended"
+
     def login_failures_account(self, email: str) -> str:
         """Failed logins for an account; TTL = login failure window."""
         return f"{self.prefix}loginfail:acct:{email}"
+
+    def login_failures_pair(self, email: str, address: str) -> str:
+        """Failed logins for an account from one client address; TTL = login failure window."""
+        return f"{self.prefix}loginfail:pair:{address}:{email}"
+
+    def login_account_slot(self, email: str) -> str:
+        """Held while a slowed account waits for its next attempt; TTL = the slow-down."""
+        return f"{self.prefix}loginslot:{email}"
 
     def login_failures_address(self, address: str) -> str:
         """Failed logins from a client address; TTL = login failure window."""

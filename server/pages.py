@@ -14,6 +14,7 @@ template engine dependency is worth adding.
 from __future__ import annotations
 
 import html
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -277,11 +278,15 @@ def _login_page(files: _PageFiles) -> PageHandler:
     return handler
 
 
+# A path of this site: "/" then URL characters only. Browsers drop tabs and newlines and
+# read "\\" as "/", so "/%09/evil.example" would leave the site: no whitespace, no control
+# character, no backslash, and never "//" at the start.
+_LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*")
+
+
 def safe_next(raw: str) -> str:
     """Where to go after login: a path on this site only (no open redirect)."""
-    if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
-        return raw
-    return "/diary"
+    return raw if _LOCAL_PATH.fullmatch(raw) else "/diary"
 
 
 async def _home(request: web.Request) -> web.StreamResponse:

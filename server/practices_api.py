@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from server import practices
-from server.appkeys import DB
+from server.appkeys import DB, PASSWORDS
 from server.auth.session import current_staff, end_sessions_of, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 
@@ -124,7 +124,13 @@ async def create_user(request: web.Request) -> web.Response:
     body = await read_body(request, NewUser)
     try:
         user = await practices.create_user(
-            request.app[DB], staff.practice_id, body.email, body.name, body.password, body.roles
+            request.app[DB],
+            staff.practice_id,
+            body.email,
+            body.name,
+            body.password,
+            body.roles,
+            password_hash=await request.app[PASSWORDS].hash(body.password),
         )
     except practices.DuplicateEmail:
         raise ApiError(409, "email_taken", "a user with this email exists", field="email") from None
@@ -157,6 +163,9 @@ async def update_user(request: web.Request) -> web.Response:
     before = await practices.get_user(db, staff.practice_id, user_id)
     if before is None:
         not_found("user")
+    password_changed = "password" in changes
+    if password_changed:
+        changes["password_hash"] = await request.app[PASSWORDS].hash(str(changes.pop("password")))
     try:
         user = await practices.update_user(db, staff.practice_id, user_id, changes)
     except practices.DuplicateEmail:
@@ -164,8 +173,13 @@ async def update_user(request: web.Request) -> web.Response:
     if user is None:
         not_found("user")
     # A session carries the roles it was issued with: one that now grants more than the
-    # user holds must end, or a deactivated user would keep working until it expires.
-    if (before.active and not user.active) or not set(before.roles) <= set(user.roles):
+    # user holds must end, or a deactivated user would keep working until it expires; a
+    # new password ends the sessions the old one opened (it may have been stolen).
+    if (
+        (before.active and not user.active)
+        or not set(before.roles) <= set(user.roles)
+        or password_changed
+    ):
         await end_sessions_of(request.app, user_id)
     return json_response(user)
 

@@ -52,6 +52,7 @@ from signalling.events import (
 from signalling.model import (
     CALL_FINISHED_FOR_CLINICIAN,
     CALL_UNAVAILABLE_FOR_CLIENT,
+    MAX_SPENT_IDS,
     SYSTEM,
     Actor,
     CallState,
@@ -263,7 +264,7 @@ def _request_hangup(state: CallState, actor: Role, confirm_id: str) -> Result:
         raise IllegalTransition("reused_id", "This confirmation id was already used")
     # A dialog already open for this actor is replaced: its id is spent, so it goes stale.
     new = _with_confirm(state, actor, confirm_id)
-    new = replace(new, spent_ids=state.spent_ids | {confirm_id})
+    new = replace(new, spent_ids=(*state.spent_ids, confirm_id)[-MAX_SPENT_IDS:])
     return new, [Send(actor, HangupConfirmRequired(confirm_id=confirm_id))]
 
 

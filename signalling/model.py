@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -67,6 +67,9 @@ class IllegalTransition(Exception):
         self.message = message
 
 
+MAX_SPENT_IDS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class CallState:
     """Everything the machine knows about one call. Immutable: transitions return a new one.
@@ -74,7 +77,10 @@ class CallState:
     ``clinician_confirm_id`` / ``client_confirm_id``: the id of that side's open hang-up
     dialog (R-C1), None when no dialog is open.
     ``end_request_id`` is set while the client's End Call waits for the clinician (R-C3).
-    ``spent_ids`` holds every confirm / end-request id ever issued, so none is accepted twice.
+    ``spent_ids`` holds the last ``MAX_SPENT_IDS`` confirm / end-request ids issued, so none
+    is accepted twice. Bounded: ids are the server's own random ones and only the pending id
+    of a dialog is ever accepted, so older ones cannot come back; an unbounded set grew (and
+    was copied) with every ``hangup_request`` a client sent.
     ``live`` holds the participants whose media leg shows life (RTP from them, or RTCP
     receiver reports from a browser without camera or microphone): "connected" for the
     meter (R-M8), distinct from ``present`` (their call page's socket).
@@ -86,7 +92,7 @@ class CallState:
     clinician_confirm_id: str | None = None
     client_confirm_id: str | None = None
     end_request_id: str | None = None
-    spent_ids: frozenset[str] = field(default=frozenset())
+    spent_ids: tuple[str, ...] = ()
     practice_phone: str | None = None  # shown on the client's ended screen (R-C4)
     # When the client was admitted (the call went in progress), so a page re-opened mid-call
     # shows the call's real length rather than restarting from zero.

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import time
+from typing import Annotated
 
 import msgspec
 from aiohttp import web
 
 from server import practices
-from server.appkeys import CONFIG, DB, KEYS, REDIS, TOKENS
-from server.auth.passwords import verify_password
-from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff
+from server.appkeys import CONFIG, DB, KEYS, PASSWORDS, REDIS, TOKENS
+from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff, end_session
 from server.auth.throttle import LoginThrottle
 from server.http import ApiError, json_response, read_body
 
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
-    email: str
-    password: str
+    email: Annotated[str, msgspec.Meta(max_length=254)]
+    password: Annotated[str, msgspec.Meta(max_length=1000)]
 
 
 def _throttle(request: web.Request) -> LoginThrottle:
@@ -36,7 +35,8 @@ async def login(request: web.Request) -> web.Response:
     email = body.email.strip().lower()
     address = request.remote or "unknown"
     throttle = _throttle(request)
-    wait = await throttle.retry_after(email, address)
+    # Reserved before the password is verified: parallel attempts cannot all pass the check.
+    wait = await throttle.reserve(email, address)
     if wait:
         raise ApiError(
             429,
@@ -46,10 +46,10 @@ async def login(request: web.Request) -> web.Response:
         )
     record = await practices.login_record(request.app[DB], email)
     password_hash = record["password_hash"] if record else None
-    if not verify_password(password_hash, body.password) or record is None or not record["active"]:
-        await throttle.record_failure(email, address)
+    verified = await request.app[PASSWORDS].verify(password_hash, body.password)
+    if not verified or record is None or not record["active"]:
         raise ApiError(401, "bad_credentials", "wrong email or password")
-    await throttle.record_success(email)
+    await throttle.release(email, address)
 
     config = request.app[CONFIG]
     tokens = request.app[TOKENS]
@@ -86,8 +86,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     staff = await current_staff(request)
-    remaining = max(1, staff.expires_at - int(time.time()))
-    await request.app[REDIS].set(request.app[KEYS].revoked_token(staff.jti), b"1", ex=remaining)
+    await end_session(request.app, staff)
     response = json_response({"logged_out": True})
     response.del_cookie(SESSION_COOKIE, path="/")
     response.del_cookie(CSRF_COOKIE, path="/")

@@ -7,15 +7,18 @@ token in ``X-CSRF-Token``; a Bearer header cannot be sent by another site, so it
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from aiohttp import web
 
-from server.appkeys import CONFIG, KEYS, REDIS, TOKENS
+from server.appkeys import CONFIG, KEYS, OPEN_SESSIONS, REDIS, TOKENS
+from server.auth.ended_sessions import SessionsEnded
 from server.auth.tokens import InvalidToken, StaffClaims
 from server.http import ApiError
 
@@ -33,6 +36,7 @@ class Staff:
     roles: frozenset[str]
     jti: str
     expires_at: int
+    issued_at: float
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -80,7 +84,14 @@ async def current_staff(request: web.Request) -> Staff:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent, tokens.csrf_token(claims.jti)):
             raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")
-    staff = Staff(claims.user_id, claims.practice_id, claims.roles, claims.jti, claims.expires_at)
+    staff = Staff(
+        claims.user_id,
+        claims.practice_id,
+        claims.roles,
+        claims.jti,
+        claims.expires_at,
+        claims.issued_at,
+    )
     request[_REQUEST_STAFF] = staff
     return staff
 
@@ -88,13 +99,29 @@ async def current_staff(request: web.Request) -> Staff:
 async def end_sessions_of(app: web.Application, user_id: uuid.UUID) -> None:
     """Refuse every session the user holds now (they lost access); later logins work.
 
-    Kept for a session lifetime, after which every such session has expired anyway.
+    Kept for a session lifetime, after which every such session has expired anyway. Every
+    node closes the call sockets and event streams those sessions hold open.
     """
+    now = time.time()
     await app[REDIS].set(
-        app[KEYS].sessions_revoked_before(user_id),
-        repr(time.time()),
-        ex=app[CONFIG].session_ttl_seconds,
+        app[KEYS].sessions_revoked_before(user_id), repr(now), ex=app[CONFIG].session_ttl_seconds
     )
+    await app[OPEN_SESSIONS].publish(SessionsEnded(user_id, issued_before=now))
+
+
+async def end_session(app: web.Application, staff: Staff) -> None:
+    """Logout: refuse this one session from now on, and close what it holds open."""
+    remaining = max(1, staff.expires_at - int(time.time()))
+    await app[REDIS].set(app[KEYS].revoked_token(staff.jti), b"1", ex=remaining)
+    await app[OPEN_SESSIONS].publish(SessionsEnded(staff.user_id, jti=staff.jti))
+
+
+def held_open(
+    request: web.Request, staff: Staff, close: Callable[[], Awaitable[None]]
+) -> contextlib.AbstractContextManager[None]:
+    """For a socket or stream that outlives its request: ``close`` runs, on whichever node
+    holds it, as soon as the session ends or its user loses access."""
+    return request.app[OPEN_SESSIONS].hold(staff.user_id, staff.jti, staff.issued_at, close)
 
 
 async def require_role(request: web.Request, *allowed: Role, action: str) -> Staff:

@@ -21,6 +21,7 @@ that is a ``Leave``, never an end (R-C8).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from server.appkeys import CONFIG, DB, TOKENS
-from server.auth.session import SESSION_COOKIE, require_role
+from server.auth.session import SESSION_COOKIE, Staff, held_open, require_role
 from server.auth.tokens import InvalidToken
 from server.calls.client_entry import link_entry
 from server.calls.engine import CALL_ENGINE, CallEngine
@@ -57,6 +58,8 @@ from signalling.router import (
 
 log = logging.getLogger(__name__)
 
+# The clinician's session ended (logout, deactivated, a role removed, a new password).
+CLOSE_SESSION_ENDED = 4401
 HEARTBEAT_SECONDS = 5.0  # ping interval; a missing pong after half of it closes the socket
 CLOSE_TIMEOUT_SECONDS = 2.0
 
@@ -68,7 +71,7 @@ def add_routes(app: web.Application) -> None:
 async def call_socket(request: web.Request) -> web.StreamResponse:
     engine = request.app[CALL_ENGINE]
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
-    role = await _authenticate(request, appointment_id)
+    role, staff = await _authenticate(request, appointment_id)
     if engine.stopping:
         raise ApiError(503, "node_stopping", "This server is restarting: reconnect in a moment")
     ws = web.WebSocketResponse(
@@ -83,12 +86,24 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
         compress=False,
     )
     await ws.prepare(request)
+
+    async def session_ended() -> None:
+        await _close_for_ended_session(ws)
+
     # Held while the socket is open: a client waiting before Switch to Video keeps the id
     # its call will be opened with; it is forgotten once no socket or request holds it.
+    # A clinician's socket closes when their session ends (logout, access lost).
     async with engine.directory.hold(appointment_id) as call_id:
-        connection = _Connection(engine, ws, call_id, role, secrets.token_urlsafe(12))
-        await connection.serve(request.transport)
+        with held_open(request, staff, session_ended) if staff else contextlib.nullcontext():
+            connection = _Connection(engine, ws, call_id, role, secrets.token_urlsafe(12))
+            await connection.serve(request.transport)
     return ws
+
+
+async def _close_for_ended_session(ws: web.WebSocketResponse) -> None:
+    with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended: log in again")
 
 
 class _Connection:
@@ -181,11 +196,14 @@ class _Connection:
         )
 
 
-async def _authenticate(request: web.Request, appointment_id: uuid.UUID) -> Role:
+async def _authenticate(
+    request: web.Request, appointment_id: uuid.UUID
+) -> tuple[Role, Staff | None]:
+    """Who connects: the client (no staff session) or the appointment's clinician."""
     token = request.query.get("token")
     if token is not None:
         await _check_client(request, appointment_id, token)
-        return Role.CLIENT
+        return Role.CLIENT, None
     _check_same_origin(request)
     staff = await require_role(request, "clinician", "site_admin", action="join a video call")
     appointment = await appointment_for_call(request.app[DB], staff.practice_id, appointment_id)
@@ -195,7 +213,7 @@ async def _authenticate(request: web.Request, appointment_id: uuid.UUID) -> Role
         raise ApiError(
             403, "not_your_appointment", "Only the appointment's clinician can join its call"
         )
-    return Role.CLINICIAN
+    return Role.CLINICIAN, staff
 
 
 async def _check_client(request: web.Request, appointment_id: uuid.UUID, token: str) -> None:

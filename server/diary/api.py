@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ from server.diary.links import LinkSigner
 from server.diary.recurrence import Frequency, Rule
 from server.diary.summary import appointment_summary
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+from server.query import invalid_parameter, query_moment, query_uuid
 from signalling.model import SYSTEM, IllegalTransition
 
 When = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -160,22 +161,11 @@ def _booking_json(result: BookingResult, signer: LinkSigner) -> dict[str, Any]:
 
 
 def _query_moment(request: web.Request, name: str, zone: ZoneInfo) -> datetime:
-    """A query parameter as a moment: a date (midnight in the practice's zone) or an ISO
-    date-time with its UTC offset."""
-    raw = request.query.get(name)
-    if not raw:
-        raise ApiError(400, "invalid_query", f"query parameter {name!r} is required", field=name)
-    try:
-        if len(raw) == 10:
-            return datetime.combine(date.fromisoformat(raw), time(), zone).astimezone(UTC)
-        moment = datetime.fromisoformat(raw)
-        if moment.tzinfo is None:
-            raise ApiError(400, "invalid_query", f"{name}: give the UTC offset", field=name)
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ApiError(
-            400, "invalid_query", f"{name}: expected YYYY-MM-DD or an ISO date-time", field=name
-        ) from None
+    """A required query parameter as a moment (``server.query.query_moment``)."""
+    moment = query_moment(request, name, zone)
+    if moment is None:
+        invalid_parameter(name, f"query parameter {name!r} is required")
+    return moment
 
 
 async def list_appointments(request: web.Request) -> web.Response:
@@ -186,20 +176,16 @@ async def list_appointments(request: web.Request) -> web.Response:
     if not start < end <= start + timedelta(days=MAX_LIST_DAYS):
         raise ApiError(
             400,
-            "invalid_query",
+            "invalid_parameter",
             f"'to' must be after 'from' and at most {MAX_LIST_DAYS} days later",
             field="to",
         )
-    clinician_id = None
-    if raw := request.query.get("clinician"):
-        try:
-            clinician_id = uuid.UUID(raw)
-        except ValueError:
-            raise ApiError(
-                400, "invalid_query", "clinician: expected an id", field="clinician"
-            ) from None
-        if await practices.get_user(request.app[DB], staff.practice_id, clinician_id) is None:
-            not_found("clinician")
+    clinician_id = query_uuid(request, "clinician")
+    if (
+        clinician_id is not None
+        and await practices.get_user(request.app[DB], staff.practice_id, clinician_id) is None
+    ):
+        not_found("clinician")
     include_cancelled = request.query.get("include_cancelled", "false") == "true"
     found = await appointments.list_appointments(
         request.app[DB], staff.practice_id, start, end, clinician_id, include_cancelled

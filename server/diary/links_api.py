@@ -78,7 +78,10 @@ async def link_status(request: web.Request) -> web.Response:
     found = await _lookup(request)
     if found is None:
         raise ApiError(404, "link_not_found", NOT_AVAILABLE_MESSAGE, headers=_PRIVATE_HEADERS)
-    response = json_response(_details(*found))
+    _appointment, available = found
+    # A dead link is 410 Gone, as its page and its join are; the body still says when the
+    # appointment was and whom to phone.
+    response = json_response(_details(*found), status=200 if available else 410)
     response.headers.update(_PRIVATE_HEADERS)
     return response
 

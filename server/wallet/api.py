@@ -8,6 +8,7 @@ sees the dashboard, the purchase history and the exports (R-A1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
@@ -18,8 +19,10 @@ from aiohttp import web
 
 from server import practices
 from server.appkeys import DB
-from server.auth.session import Staff, current_staff, require_role
+from server.auth.session import Staff, current_staff, held_open, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+from server.query import int_in_range, invalid_parameter, query_day, query_int, query_text
+from server.validation import EARLIEST_DAY
 from server.wallet import dashboard, ledger, mandates, pages, webhooks
 from server.wallet.bundles import format_balance, price_list
 from server.wallet.checkout import (
@@ -97,8 +100,8 @@ async def bundles(request: web.Request) -> web.Response:
 async def precall(request: web.Request) -> web.Response:
     staff = await current_staff(request)
     db = request.app[DB]
-    raw_appointment = request.query.get("appointment_id")
-    raw_minutes = request.query.get("duration_minutes")
+    raw_appointment = query_text(request, "appointment_id", 36)
+    raw_minutes = query_text(request, "duration_minutes", 20)
     exclude = None
     if raw_appointment:
         appointment_id = parse_uuid(raw_appointment, "appointment")
@@ -112,7 +115,7 @@ async def precall(request: web.Request) -> web.Response:
         seconds = length.seconds
         exclude = appointment_id
     elif raw_minutes:
-        seconds = 60 * _int_param("duration_minutes", raw_minutes, 1, 24 * 60)
+        seconds = 60 * int_in_range("duration_minutes", raw_minutes, 1, 24 * 60)
     else:
         raise ApiError(
             400,
@@ -177,7 +180,7 @@ async def create_purchase(request: web.Request) -> web.Response:
 
 async def list_purchase_history(request: web.Request) -> web.Response:
     staff = await require_role(request, "site_admin", action=VIEW)
-    limit = _int_param("limit", request.query.get("limit", "100"), 1, 1000)
+    limit = query_int(request, "limit", 100, 1, 1000)
     return json_response(await list_purchases(request.app[DB], staff.practice_id, limit))
 
 
@@ -242,28 +245,40 @@ async def usage(request: web.Request) -> web.Response:
 
 async def ledger_entries(request: web.Request) -> web.Response:
     staff = await require_role(request, "site_admin", action=VIEW)
-    limit = _int_param("limit", request.query.get("limit", "100"), 1, 1000)
+    limit = query_int(request, "limit", 100, 1, 1000)
     return json_response(await ledger.list_entries(request.app[DB], staff.practice_id, limit))
 
 
 async def live(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: the calls open now and the balance, every ~2 s (R-A1)."""
+    """Server-sent events: the calls open now and the balance, every ~2 s (R-A1).
+
+    Ends at once, with a ``session_ended`` event, when the session ends or its user loses
+    access (on any node).
+    """
     staff = await require_role(request, "site_admin", action=VIEW)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",  # proxies must not hold the stream back
         }
     )
     await response.prepare(request)
     db = request.app[DB]
+    ended = asyncio.Event()
+
+    async def end_stream() -> None:
+        ended.set()
+
     try:
-        while staff.expires_at > time.time():
-            snapshot = await dashboard.live_snapshot(db, staff.practice_id)
-            payload = msgspec.json.encode(snapshot)
-            await response.write(b"event: live\ndata: " + payload + b"\n\n")
-            await asyncio.sleep(LIVE_INTERVAL_SECONDS)
+        with held_open(request, staff, end_stream):
+            while staff.expires_at > time.time() and not ended.is_set():
+                snapshot = await dashboard.live_snapshot(db, staff.practice_id)
+                payload = msgspec.json.encode(snapshot)
+                await response.write(b"event: live\ndata: " + payload + b"\n\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), LIVE_INTERVAL_SECONDS)
+            if ended.is_set():
+                await response.write(b"event: session_ended\ndata: {}\n\n")
     except ConnectionResetError:
         pass  # the page was closed
     return response
@@ -312,51 +327,24 @@ async def _reply(
 
 
 def _token_param(request: web.Request) -> str:
-    token = request.query.get("token", "")
-    if not token or len(token) > 100:
+    token = query_text(request, "token", 100)
+    if not token:
         raise ApiError(
             400, "missing_parameter", "PayPal's token parameter is required", field="token"
         )
     return token
 
 
-def _int_param(name: str, raw: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be a whole number", field=name
-        ) from None
-    if not minimum <= value <= maximum:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be between {minimum} and {maximum}", field=name
-        )
-    return value
-
-
-def _date_param(name: str, raw: str) -> date:
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be a date like 2024-05-31", field=name
-        ) from None
-
-
 async def _period(request: web.Request, staff: Staff) -> tuple[date, date]:
     """?from=&to= (the practice's local dates, inclusive); default the last 30 days."""
     practice = await _practice(request, staff)
     today = datetime.now(ZoneInfo(practice.timezone)).date()
-    raw_end = request.query.get("to")
-    raw_start = request.query.get("from")
-    end = _date_param("to", raw_end) if raw_end else today
-    start = _date_param("from", raw_start) if raw_start else end - timedelta(days=29)
+    end = query_day(request, "to") or today
+    start = query_day(request, "from") or max(end - timedelta(days=29), EARLIEST_DAY)
     if start > end:
-        raise ApiError(400, "invalid_parameter", "from must not be after to", field="from")
+        invalid_parameter("from", "from must not be after to")
     if (end - start).days >= MAX_PERIOD_DAYS:
-        raise ApiError(
-            400, "invalid_parameter", f"at most {MAX_PERIOD_DAYS} days at once", field="from"
-        )
+        invalid_parameter("from", f"at most {MAX_PERIOD_DAYS} days at once")
     return start, end
 
 

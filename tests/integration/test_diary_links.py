@@ -125,7 +125,7 @@ async def test_cancelled_appointment_link_is_no_longer_available(
     )
     assert response.status == 200
     status, body = await _check(client, token)
-    assert status == 200 and body["status"] == "not_available" and body["message"] == GONE
+    assert status == 410 and body["status"] == "not_available" and body["message"] == GONE
     page = await client.get(f"/v/{token}")
     assert page.status == 410
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
@@ -150,7 +150,7 @@ async def test_ended_link_never_opens_again(
     # A later abandon does not rewrite history.
     assert await links.abandon_link(db, found.link_id) is LinkState.ENDED
     status, body = await _check(client, token)
-    assert status == 200 and body["status"] == "not_available" and body["message"] == GONE
+    assert status == 410 and body["status"] == "not_available" and body["message"] == GONE
     assert await links.end_link(db, uuid.uuid4()) is None
 
 

@@ -1,10 +1,13 @@
 import { post, submitting } from "./api.js";
 
-// Only a path on this site (the server applies the same rule): no open redirect.
+// Only a path on this site (the server applies the same rule, server/pages.py): "/" then
+// URL characters only. Browsers drop tabs and newlines and read "\" as "/", so
+// "/%09/evil.example" would leave the site: no whitespace, no backslash, no "//" first.
+const LOCAL_PATH = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*$/;
+
 function nextPath() {
   const next = new URLSearchParams(location.search).get("next") || "";
-  if (next.startsWith("/") && !next.startsWith("//") && !next.includes("\\")) return next;
-  return "/diary";
+  return LOCAL_PATH.test(next) ? next : "/diary";
 }
 
 const form = document.getElementById("login-form");
