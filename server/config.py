@@ -108,6 +108,26 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    """Outgoing webhooks (server/webhooks); retries follow the OUTBOX_* settings."""
+
+    timeout_seconds: float = setting(
+        10.0,
+        env="WEBHOOK_TIMEOUT_SECONDS",
+        help="seconds a webhook receiver has to answer before the attempt counts as failed",
+        minimum=0.1,
+        maximum=60,
+    )
+    # A site admin names the URL; without this, addresses of the server's own networks
+    # (loopback, private, link-local) are refused so webhooks cannot probe them.
+    allow_private_urls: bool = setting(
+        False,
+        env="WEBHOOK_ALLOW_PRIVATE_URLS",
+        help="let webhook URLs name loopback or private addresses (tests, closed networks)",
+    )
+
+
+@dataclass(frozen=True)
 class CallsConfig:
     """The call engine (server/calls): node heartbeats, metering, client call tokens."""
 
@@ -391,6 +411,7 @@ class Config:
         choices=EMAIL_PROVIDERS,
     )
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
