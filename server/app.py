@@ -36,6 +36,8 @@ from server.http import error_middleware, finish_changes_middleware
 from server.keys import Keys
 from server.security_headers import add_security_headers
 from server.wallet import api as wallet_api
+from server.webhooks import api as webhooks_api
+from server.webhooks.worker import webhook_worker
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_open_sessions)
     add_call_engine(app)  # after _connections: it uses the database and Redis
     app.cleanup_ctx.append(outbox_worker)
+    app.cleanup_ctx.append(webhook_worker)
 
     health.add_routes(app)
     auth_routes.add_routes(app)
@@ -84,6 +87,7 @@ def create_app(config: Config) -> web.Application:
     wallet_api.add_routes(app)
     diary_api.add_routes(app)
     calls_api.add_routes(app)
+    webhooks_api.add_routes(app)
     pages.add_routes(app)
     call_pages.add_routes(app)
     return app

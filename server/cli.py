@@ -1,4 +1,4 @@
-"""``videoconsult serve | migrate | demo``."""
+"""``videoconsult serve | migrate | demo | check-ledger | config | check``."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from aiohttp import web
 from server.app import create_app
 from server.appkeys import DB, HEALTH
 from server.config import SETTINGS, Config, ConfigError, load_config
+from server.connectivity import check_services
 from server.db import apply_migrations
 from server.demo import seed_demo
 from server.embedded import EmbeddedError, EmbeddedServices
+from server.settings import effective_lines, markdown_table, setting_help
 from server.wallet.cli import check_ledger
 
 log = logging.getLogger("videoconsult")
@@ -31,12 +33,19 @@ log = logging.getLogger("videoconsult")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    overrides = {name: getattr(args, name, None) for name in SETTINGS}
+    overrides = {spec.name: getattr(args, spec.name, None) for spec in SETTINGS}
     try:
         config = load_config(overrides=overrides)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "config":
+        print(
+            markdown_table(SETTINGS)
+            if args.markdown
+            else "\n".join(effective_lines(config, SETTINGS))
+        )
+        return 0
     _configure_logging(config.log_format)
     if (
         args.command == "demo"
@@ -50,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_migrate(config))
         if args.command == "check-ledger":
             return asyncio.run(_check_ledger(config))
+        if args.command == "check":
+            return asyncio.run(_check_connectivity(config))
         return asyncio.run(_serve(config, demo=args.command == "demo"))
     except (ConfigError, EmbeddedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -66,14 +77,17 @@ def _parser() -> argparse.ArgumentParser:
         "migrate": "apply database migrations and exit",
         "demo": "run with a demo practice (prints the URL and logins)",
         "check-ledger": "prove every practice's minutes balance equals its ledger (exit 1 if not)",
+        "config": "print the effective configuration (secrets masked) and exit",
+        "check": "test PostgreSQL, Redis, SMTP, TURN and the payment provider; one line each",
     }
     for name, help_text in commands.items():
         command = sub.add_parser(name, help=help_text)
-        for setting, setting_help in SETTINGS.items():
-            env = setting.upper()
+        if name == "config":
             command.add_argument(
-                "--" + setting.replace("_", "-"), dest=setting, help=f"{setting_help} [{env}]"
+                "--markdown", action="store_true", help="print the README's table of settings"
             )
+        for spec in SETTINGS:
+            command.add_argument(spec.flag, dest=spec.name, help=setting_help(spec))
     return parser
 
 
@@ -122,6 +136,13 @@ async def _check_ledger(config: Config) -> int:
     with _connections(config) as live:
         assert live.database_url
         return await check_ledger(live.database_url)
+
+
+async def _check_connectivity(config: Config) -> int:
+    results = await check_services(config)
+    for result in results:
+        print(result.line(), flush=True)
+    return 0 if all(result.ok for result in results) else 1
 
 
 async def _serve(config: Config, *, demo: bool) -> int:

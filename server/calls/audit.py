@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 
 from server.db import Executor
+from server.webhooks.events import emit_call_transition
 
 ActorKind = Literal["clinician", "client", "system"]
 
@@ -66,6 +67,8 @@ async def record_transition(
     )
     if status != "INSERT 0 1":
         raise MissingCall(str(call_id))
+    if from_state != to_state:
+        await emit_call_transition(db, call_id, to_state, at)
 
 
 async def record_system_events(

@@ -30,6 +30,7 @@ from server.diary.recurrence import (
     single,
 )
 from server.diary.template_store import load_templates
+from server.webhooks.events import emit_event
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ async def book_in(
     )
     ids = [uuid.uuid4() for _ in to_book]
     await appointments.insert_appointments(conn, new, ids, to_book)
+    await _emit_booked(conn, new, ids, to_book)
     if not parties.appointment_type.is_video:
         booked = [BookedAppointment(i, None, o) for i, o in zip(ids, to_book, strict=True)]
         return BookingResult(series_id, booked, skipped, 0)
@@ -259,3 +261,25 @@ async def _queue_booking_messages(
     queued += messages.reminders(context, videos, now)
     await outbox.insert_messages(conn, queued)
     return len(queued)
+
+
+async def _emit_booked(
+    conn: Executor,
+    new: appointments.NewAppointments,
+    ids: Sequence[uuid.UUID],
+    occurrences: Sequence[Occurrence],
+) -> None:
+    for appointment_id, occurrence in zip(ids, occurrences, strict=True):
+        await emit_event(
+            conn,
+            new.practice_id,
+            "appointment.booked",
+            {
+                "appointment_id": str(appointment_id),
+                "series_id": None if new.series_id is None else str(new.series_id),
+                "clinician_id": str(new.clinician_id),
+                "client_id": str(new.client_id),
+                "starts_at": occurrence.starts_at,
+                "ends_at": occurrence.ends_at,
+            },
+        )

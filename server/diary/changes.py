@@ -35,6 +35,7 @@ from server.diary.links import LinkState
 from server.diary.recurrence import Occurrence
 from server.diary.template_store import load_templates
 from server.diary.templates import Trigger
+from server.webhooks.events import emit_event
 
 
 class CancelScope(enum.StrEnum):
@@ -123,6 +124,13 @@ async def cancel(
         # Revoking a link cancels the reminders that carry it, in this transaction (R-B10).
         await links.revoke_links_of(conn, target_ids, "appointment cancelled")
         queued = await _queue_cancellation(conn, targets, notify_client, now)
+        for cancelled in targets:
+            await emit_event(
+                conn,
+                practice_id,
+                "appointment.cancelled",
+                {"appointment_id": str(cancelled.id), "reason": reason},
+            )
     return CancelResult(target_ids, [a.id for a in kept], queued)
 
 
@@ -179,6 +187,18 @@ async def move(
         assert updated is not None
         if updated.is_video:
             await _tell_moved(conn, updated, now)
+        await emit_event(
+            conn,
+            practice_id,
+            "appointment.moved",
+            {
+                "appointment_id": str(updated.id),
+                "clinician_id": str(updated.clinician_id),
+                "previous_starts_at": appointment.starts_at,
+                "starts_at": updated.starts_at,
+                "ends_at": updated.ends_at,
+            },
+        )
     return updated
 
 

@@ -26,6 +26,7 @@ from server.db import Executor
 from server.wallet import ledger
 from server.wallet.bundles import BundlePrice
 from server.wallet.payments.provider import OutcomeKind, ProviderOutcome
+from server.webhooks.events import emit_event
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +267,17 @@ async def apply_outcome(
             conn, current.practice_id, "purchase", current.seconds, purchase_id=current.id
         )
         moved = current.seconds
+        await emit_event(
+            conn,
+            current.practice_id,
+            "minutes.purchased",
+            {
+                "purchase_id": str(current.id),
+                "minutes": current.bundle_minutes,
+                "gross_pence": current.gross_pence,
+                "method": current.method,
+            },
+        )
     elif next_status is PurchaseStatus.REVERSED:
         await ledger.post_entry(
             conn,

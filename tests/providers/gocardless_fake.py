@@ -1,7 +1,8 @@
 """A stand-in for GoCardless's API on 127.0.0.1, answering the calls we make as documented.
 
 POST /payments (Idempotency-Key; a repeat gets 409 idempotent_creation_conflict naming the
-payment), GET /payments/{id}; webhooks signed HMAC-SHA256 over the body (Webhook-Signature).
+payment), GET /payments/{id}, GET /creditors (what ``videoconsult check`` reads); webhooks
+signed HMAC-SHA256 over the body (Webhook-Signature).
 It is the EXTERNAL provider, faked for tests; nothing of ours is replaced.
 """
 
@@ -34,6 +35,7 @@ class FakeGoCardless(FakeProviderServer):
         app = web.Application()
         app.router.add_post("/payments", self._create_payment)
         app.router.add_get("/payments/{payment_id}", self._get_payment)
+        app.router.add_get("/creditors", self._list_creditors)
         await self._serve(app)
         return self
 
@@ -74,6 +76,13 @@ class FakeGoCardless(FakeProviderServer):
         if request.headers.get("GoCardless-Version") != "2015-07-06":
             return _error(400, "invalid_api_usage", "version header missing", "version")
         return None
+
+    async def _list_creditors(self, request: web.Request) -> web.Response:
+        refused = self._authorised(request)
+        if refused is not None:
+            return refused
+        creditor = {"id": "CR000TEST", "name": "Test creditor"}
+        return web.json_response({"creditors": [creditor], "meta": {"limit": 50}})
 
     async def _create_payment(self, request: web.Request) -> web.Response:
         refused = self._authorised(request)
