@@ -83,6 +83,11 @@ class MediaConfig:
     # The node's public IPv4 address when it sits behind a 1:1 NAT (e.g. a cloud VM):
     # advertised in our answers instead of the private host address.
     public_ip: str | None = None
+    # Its IPv6 counterpart, advertised instead of a unique-local (non-global) IPv6 address.
+    public_ipv6: str | None = None
+    # The UDP ports the server's media legs bind to (both set or neither); None: any port.
+    port_min: int | None = None
+    port_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,11 @@ SETTINGS: dict[str, str] = {
     "turn_credential_ttl_seconds": "lifetime of a TURN credential (must outlast a call)",
     "media_public_ip": "this node's public IPv4 address, advertised in media answers when "
     "behind a 1:1 NAT",
+    "media_public_ipv6": "this node's public IPv6 address, advertised instead of a "
+    "unique-local IPv6 address in media answers",
+    "media_port_min": "first UDP port of the media legs' range (with MEDIA_PORT_MAX; open "
+    "this range in the firewall)",
+    "media_port_max": "last UDP port of the media legs' range (with MEDIA_PORT_MIN)",
 }
 
 
@@ -479,6 +489,11 @@ def _build_media(raw: dict[str, str]) -> MediaConfig:
         if address.is_loopback or address.is_unspecified or address.is_multicast:
             raise ConfigError(f"MEDIA_PUBLIC_IP: {address} cannot be reached by browsers")
         changes["public_ip"] = str(address)
+    if "media_public_ipv6" in raw:
+        changes["public_ipv6"] = _public_ipv6(raw["media_public_ipv6"])
+    for name in ("media_port_min", "media_port_max"):
+        if name in raw:
+            changes[name.removeprefix("media_")] = _parse_int(name, raw[name], 1024, 65535)
     media = dataclasses.replace(MediaConfig(), **changes)  # type: ignore[arg-type]
     # TURN URLs without a secret would hand browsers servers they cannot log in to, and a
     # secret without URLs is a typo somewhere: both or neither.
@@ -486,7 +501,25 @@ def _build_media(raw: dict[str, str]) -> MediaConfig:
         raise ConfigError("TURN_SECRET: required with TURN_URLS")
     if media.turn_secret and not media.turn_urls:
         raise ConfigError("TURN_URLS: required with TURN_SECRET")
+    if (media.port_min is None) != (media.port_max is None):
+        raise ConfigError("MEDIA_PORT_MIN and MEDIA_PORT_MAX: set both or neither")
+    if (
+        media.port_min is not None
+        and media.port_max is not None
+        and (media.port_max < media.port_min)
+    ):
+        raise ConfigError("MEDIA_PORT_MAX: must not be below MEDIA_PORT_MIN")
     return media
+
+
+def _public_ipv6(raw: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(raw.strip())
+    except ValueError:
+        raise ConfigError(f"MEDIA_PUBLIC_IPV6: expected an IPv6 address, got {raw!r}") from None
+    if not address.is_global:
+        raise ConfigError(f"MEDIA_PUBLIC_IPV6: {address} is not a global address")
+    return str(address)
 
 
 def _build_payments(raw: dict[str, str]) -> PaymentsConfig:
