@@ -84,42 +84,58 @@ class Link:
     def lift_uplink_cap(self) -> None:
         self.inside("tc", "qdisc", "del", "dev", self.peer_interface, "root")
 
-    # --- loss and outages (nftables in their namespace) ----------------------------------
+    # --- loss, outages and firewalls (nftables in their namespace) ---------------------
 
-    def lose(self, percent: int) -> None:
-        """Drop `percent`% of packets at random, in both directions (replaces any filter)."""
-        if not 0 <= percent <= 100:
-            raise ValueError("percent must be between 0 and 100")
-        self._filter(f"numgen random mod 100 < {percent} drop")
-
-    def cut(self) -> None:
-        """Total outage: every packet in and out is dropped (the cable is pulled)."""
-        self._filter("drop")
-
-    def only_udp_to(self, address: str, port: int) -> None:
-        """A strict firewall: UDP only to one address and port (a TURN server), TCP as usual."""
-        self._filter(f"meta l4proto udp ip daddr != {address} drop\n    udp dport != {port} drop")
+    def shape(
+        self,
+        *,
+        loss_percent: int = 0,
+        outage: bool = False,
+        udp_only_to: tuple[str, int] | None = None,
+    ) -> None:
+        """Replace the link's filters: random loss in both directions (`loss_percent`),
+        a total outage (the cable pulled), a firewall letting UDP out only to one address
+        and port (a TURN server)."""
+        if not 0 <= loss_percent <= 100:
+            raise ValueError("loss_percent must be between 0 and 100")
+        outbound: list[str] = []
+        inbound: list[str] = []
+        if outage:
+            outbound.append("drop")
+            inbound.append("drop")
+        if udp_only_to is not None:
+            address, port = udp_only_to
+            family = "ip6" if ":" in address else "ip"
+            outbound.append(f"meta l4proto udp {family} daddr != {address} drop")
+            outbound.append(f"meta l4proto udp udp dport != {port} drop")
+            inbound.append(f"meta l4proto udp {family} saddr != {address} drop")
+            inbound.append(f"meta l4proto udp udp sport != {port} drop")
+        if loss_percent:
+            outbound.append(f"numgen random mod 100 < {loss_percent} drop")
+            inbound.append(f"numgen random mod 100 < {loss_percent} drop")
+        self.inside("nft", "-f", "-", input_text=_ruleset(outbound, inbound))
 
     def restore(self) -> None:
         """No loss, no outage, no firewall."""
-        self.inside("nft", "delete", "table", "inet", _TABLE)
+        self.inside("nft", "-f", "-", input_text=_ruleset([], []))
 
-    def _filter(self, rules: str) -> None:
-        script = f"""
+
+def _ruleset(outbound: list[str], inbound: list[str]) -> str:
+    # Declaring then deleting the table makes the script work whether or not it exists.
+    return f"""
 table inet {_TABLE}
 delete table inet {_TABLE}
 table inet {_TABLE} {{
   chain output {{
     type filter hook output priority 0; policy accept;
-    {rules}
+    {chr(10).join(outbound)}
   }}
   chain input {{
     type filter hook input priority 0; policy accept;
-    {rules.replace("daddr", "saddr").replace("dport", "sport")}
+    {chr(10).join(inbound)}
   }}
 }}
 """
-        self.inside("nft", "-f", "-", input_text=script)
 
 
 def _free_subnet() -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network]:

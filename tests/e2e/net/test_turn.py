@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -28,7 +28,7 @@ from tests.e2e.net.calls import call_over_link
 from media.ice import turn_credential
 from server.config import Config, MediaConfig
 from tests.e2e.browser import LiveServer, serve
-from tests.e2e.net.chromium import chromium_in
+from tests.e2e.net.chromium import chromium
 from tests.e2e.net.coturn import Coturn, TurnRefused, allocate, coturn, requires_coturn
 from tests.e2e.net.links import Link, participant_link, requires_namespaces
 from tests.support import PracticeFixture
@@ -40,7 +40,7 @@ TURN_SECRET = "turn-secret-shared-with-coturn"
 
 
 @pytest.fixture
-def link() -> AsyncIterator[Link]:
+def link() -> Iterator[Link]:
     with participant_link() as made:
         yield made
 
@@ -91,10 +91,12 @@ async def test_a_relay_only_client_completes_a_call_through_coturn(
     db: asyncpg.Pool,
 ) -> None:
     # UDP leaves the client's namespace only towards coturn: no direct path to our legs.
-    link.only_udp_to(turn.address, turn.port)
+    link.shape(udp_only_to=(turn.address, turn.port))
     client_origin = turn_server.also_at[link.host_ip]
     async with (
-        chromium_in(link, browser.browser_type, secure_origins=(client_origin,)) as client_browser,
+        chromium(
+            browser.browser_type, link=link, secure_origins=(client_origin,)
+        ) as client_browser,
         call_over_link(
             server=turn_server,
             link=link,
