@@ -30,10 +30,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import candidate_from_sdp
 
 from media.forward import MEDIA_KINDS, EgressPort, EgressTrack, IngressPort, MediaKind
-from media.ice import is_mdns_candidate, remove_mdns_candidates, rewrite_host_candidates
+from media.ice import (
+    is_mdns_candidate,
+    parse_candidate,
+    remove_mdns_candidates,
+    rewrite_host_candidates,
+)
+from media.ports import PortRange, confine_to_port_range
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,9 @@ class LegSettings:
     watch_interval_s: float = 0.25
     # Advertised instead of private host addresses (server behind a 1:1 NAT).
     public_ip: str | None = None
+    public_ipv6: str | None = None
+    # UDP ports the leg's sockets bind to (a firewall's opening); None: any port.
+    ports: PortRange | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ class MediaLeg:
             transceiver.setCodecPreferences(self._codec_preferences(kind))
             self._ingress[kind] = IngressPort(transceiver.receiver, kind)
             self._egress[kind] = EgressPort(transceiver, kind)
+        if self._settings.ports is not None:
+            confine_to_port_range(self._pc, self._settings.ports)
         self._listeners: list[StatusListener] = []
         self._status = LegStatus("new", media_flowing=False)
         self._watch_task: asyncio.Task[None] | None = None
@@ -153,7 +163,7 @@ class MediaLeg:
             return True
         if is_mdns_candidate(candidate):
             return False
-        parsed = candidate_from_sdp(candidate.split(":", 1)[1] if ":" in candidate else candidate)
+        parsed = parse_candidate(candidate)
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         await self._pc.addIceCandidate(parsed)
@@ -161,8 +171,8 @@ class MediaLeg:
 
     def _local_sdp(self) -> str:
         sdp: str = self._pc.localDescription.sdp
-        if self._settings.public_ip:
-            sdp = rewrite_host_candidates(sdp, self._settings.public_ip)
+        if self._settings.public_ip or self._settings.public_ipv6:
+            sdp = rewrite_host_candidates(sdp, self._settings.public_ip, self._settings.public_ipv6)
         return sdp
 
     # --- status ---------------------------------------------------------------------------

@@ -54,6 +54,16 @@ def _public_ipv4(env: str, raw: str) -> str:
     return str(address)
 
 
+def _public_ipv6(env: str, raw: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{env}: expected an IPv6 address, got {raw!r}") from None
+    if not address.is_global:
+        raise ConfigError(f"{env}: {address} is not a global address")
+    return str(address)
+
+
 def _api_base_url(env: str, raw: str) -> str:
     return check_url(env, raw, ("http", "https")).rstrip("/")
 
@@ -213,6 +223,30 @@ class MediaConfig:
         env="MEDIA_PUBLIC_IP",
         help="this node's public IPv4 address, advertised in media answers when behind a 1:1 NAT",
         parse=_public_ipv4,
+    )
+    # Its IPv6 counterpart, advertised instead of a unique-local (non-global) IPv6 address.
+    public_ipv6: str | None = setting(
+        None,
+        env="MEDIA_PUBLIC_IPV6",
+        help="this node's public IPv6 address, advertised instead of a unique-local IPv6 "
+        "address in media answers",
+        parse=_public_ipv6,
+    )
+    # The UDP ports the server's media legs bind to (both set or neither); None: any port.
+    port_min: int | None = setting(
+        None,
+        env="MEDIA_PORT_MIN",
+        help="first UDP port of the media legs' range (with MEDIA_PORT_MAX; open this range "
+        "in the firewall)",
+        minimum=1024,
+        maximum=65535,
+    )
+    port_max: int | None = setting(
+        None,
+        env="MEDIA_PORT_MAX",
+        help="last UDP port of the media legs' range (with MEDIA_PORT_MIN)",
+        minimum=1024,
+        maximum=65535,
     )
 
 
@@ -512,6 +546,14 @@ def check_media(media: MediaConfig) -> None:
         raise ConfigError("TURN_SECRET: required with TURN_URLS")
     if media.turn_secret and not media.turn_urls:
         raise ConfigError("TURN_URLS: required with TURN_SECRET")
+    if (media.port_min is None) != (media.port_max is None):
+        raise ConfigError("MEDIA_PORT_MIN and MEDIA_PORT_MAX: set both or neither")
+    if (
+        media.port_min is not None
+        and media.port_max is not None
+        and media.port_max < media.port_min
+    ):
+        raise ConfigError("MEDIA_PORT_MAX: must not be below MEDIA_PORT_MIN")
 
 
 def check_payments(payments: PaymentsConfig) -> None:

@@ -51,6 +51,7 @@ from media.call import CallMedia
 from media.forward import Side
 from media.ice import IceSettings, browser_ice_servers, server_rtc_configuration
 from media.leg import LegSettings, LegStatus
+from media.ports import PortRange
 from server.calls.hub import SocketHub
 from server.calls.media_quality import LegQualityReporter
 from server.config import Config
@@ -81,6 +82,12 @@ def ice_settings_for(config: Config) -> IceSettings:
         turn_secret=media.turn_secret,
         turn_credential_ttl_s=media.turn_credential_ttl_seconds,
         public_ip=media.public_ip,
+        public_ipv6=media.public_ipv6,
+        ports=(
+            PortRange(media.port_min, media.port_max)
+            if media.port_min is not None and media.port_max is not None
+            else None
+        ),
     )
 
 
@@ -118,7 +125,9 @@ class ServerMediaLegs:
         # know, at the price of a round trip in every answer (5 s if the server is down).
         leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
         self._rtc_configuration = server_rtc_configuration(leg_ice)
-        self._leg_settings = leg_settings or LegSettings(public_ip=ice.public_ip)
+        self._leg_settings = leg_settings or LegSettings(
+            public_ip=ice.public_ip, public_ipv6=ice.public_ipv6, ports=ice.ports
+        )
         self._quality_interval = quality_interval
         self._quality = LegQualityReporter(registry)
         self._calls: dict[str, _CallLegs] = {}

@@ -58,33 +58,45 @@ class LiveServer:
     url: str  # http://127.0.0.1:PORT, no trailing slash
     app: web.Application
     config: Config
+    # The same server on other addresses (e.g. a test link's), by address.
+    also_at: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def at(self, path: str) -> str:
         return self.url + path
 
 
 @asynccontextmanager
-async def serve(config: Config) -> AsyncIterator[LiveServer]:
-    """Run ``create_app`` on a loopback port until the block ends.
+async def serve(config: Config, *, also_on: tuple[str, ...] = ()) -> AsyncIterator[LiveServer]:
+    """Run ``create_app`` on a loopback port (and on ``also_on`` addresses) until the block
+    ends.
 
     The socket is bound first so the app's configured public URL is its real address.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    config = dataclasses.replace(config, host="127.0.0.1", port=port, public_url=url)
+    sockets = []
+    for host in ("127.0.0.1", *also_on):
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+        sockets.append(sock)
+    urls = [_http_url(sock) for sock in sockets]
+    port = sockets[0].getsockname()[1]
+    config = dataclasses.replace(config, host="127.0.0.1", port=port, public_url=urls[0])
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        site = web.SockSite(runner, sock)
-        await site.start()
-        yield LiveServer(url, app, config)
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        yield LiveServer(urls[0], app, config, dict(zip(also_on, urls[1:], strict=True)))
     finally:
         await runner.cleanup()
-        sock.close()
+        for sock in sockets:
+            sock.close()
+
+
+def _http_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ import pytest
 from media.ice import (
     IceSettings,
     browser_ice_servers,
+    candidate_address,
     is_mdns_candidate,
+    parse_candidate,
     remove_mdns_candidates,
     rewrite_host_candidates,
     server_rtc_configuration,
@@ -103,3 +105,75 @@ def test_public_address_replaces_private_host_candidates() -> None:
     assert "fe80::1 40001 typ host" in out
     with pytest.raises(ValueError):
         rewrite_host_candidates(sdp, "not-an-ip")
+
+
+# --- candidate parsing: with or without the prefix, IPv4 and IPv6 -------------------------
+
+IPV6_HOST = "candidate:3 1 udp 2122262783 fd00:0:0:1::5 50123 typ host generation 0"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [IPV6_HOST, "a=" + IPV6_HOST, IPV6_HOST.removeprefix("candidate:"), "  " + IPV6_HOST + "\r"],
+)
+def test_ipv6_candidates_parse_with_or_without_the_prefix(text: str) -> None:
+    # Before: a candidate without "candidate:" was split on its first ':', inside the
+    # IPv6 address.
+    parsed = parse_candidate(text)
+    assert (parsed.ip, parsed.port, parsed.type, parsed.foundation) == (
+        "fd00:0:0:1::5",
+        50123,
+        "host",
+        "3",
+    )
+    assert candidate_address(text) == "fd00:0:0:1::5"
+
+
+def test_ipv4_server_reflexive_candidate_keeps_its_related_address() -> None:
+    text = "1 1 udp 1686052607 198.51.100.7 61000 typ srflx raddr 10.0.0.5 rport 50000"
+    parsed = parse_candidate(text)
+    assert (parsed.ip, parsed.type, parsed.relatedAddress, parsed.relatedPort) == (
+        "198.51.100.7",
+        "srflx",
+        "10.0.0.5",
+        50000,
+    )
+    assert is_mdns_candidate(MDNS.removeprefix("candidate:"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "garbage",
+        "a=mid:0",
+        "candidate:1 1 udp 2122260223 10.0.0.5 54321 host",  # no "typ"
+        "candidate:1 1 udp 2122260223 10.0.0.5 port typ host",
+        "candidate:1 1 udp 2122260223 10.0.0.5 0 typ host",
+        "candidate:1 7 udp 2122260223 10.0.0.5 5000 typ host",
+        "candidate:1 1 udp 2122260223 fd00::zz 5000 typ host",
+        "candidate:1 1 udp high 10.0.0.5 5000 typ host",
+    ],
+)
+def test_unreadable_candidates_are_refused_with_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_candidate(text)
+
+
+def test_public_ipv6_replaces_unique_local_host_candidates_only() -> None:
+    sdp = (
+        "v=0\r\nc=IN IP6 fd00::2\r\n"
+        "a=candidate:a 1 udp 2130706431 fd00::2 40000 typ host\r\n"
+        "a=candidate:b 1 udp 2130706431 fe80::1 40001 typ host\r\n"
+        "a=candidate:c 1 udp 2130706431 2a02:db8::5 40002 typ host\r\n"
+        "a=candidate:d 1 udp 2130706431 10.0.0.5 40003 typ host\r\n"
+    )
+    out = rewrite_host_candidates(sdp, None, "2a02:db8::9")
+    assert "c=IN IP6 2a02:db8::9" in out
+    assert "a=candidate:a 1 udp 2130706431 2a02:db8::9 40000 typ host" in out
+    # Link-local and already-global addresses, and IPv4 without MEDIA_PUBLIC_IP: untouched.
+    assert "fe80::1 40001" in out and "2a02:db8::5 40002" in out and "10.0.0.5 40003" in out
+    both = rewrite_host_candidates(sdp, "203.0.113.9", "2a02:db8::9")
+    assert "203.0.113.9 40003 typ host" in both and "2a02:db8::9 40000 typ host" in both
+    with pytest.raises(ValueError):
+        rewrite_host_candidates(sdp, None, "203.0.113.9")

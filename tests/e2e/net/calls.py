@@ -1,0 +1,112 @@
+"""A whole call with the client's browser behind a test link: the clinician's Chromium
+on this machine, the client's Chromium in the link's namespace, the real app between.
+
+The pages are driven as in tests/e2e/test_call_ui.py (the same steps a person takes):
+Switch to Video, the client's device check and waiting room, Admit; then both pages'
+`getStats` are sampled in the background for the scenario to judge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from playwright.async_api import Browser, BrowserContext, Page
+
+# First: it registers tests.e2e.browser for assertion rewriting, before anything imports it.
+from tests.e2e.test_call_ui import (
+    People,
+    admit,
+    both_see_each_other,
+    client_joins_waiting_room,
+    record_errors,
+)
+
+# isort: split
+from server.wallet.ledger import adjust_balance
+from tests.call_ui_fixtures import Appointment, book_video_appointment
+from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in
+from tests.e2e.net.links import Link
+from tests.e2e.net.webrtc_stats import FORCE_RELAY, RECORD_PEER_CONNECTIONS, StatsRecorder
+from tests.support import PracticeFixture
+
+
+@dataclass
+class LinkCall:
+    people: People
+    booked: Appointment
+    clinician_stats: StatsRecorder  # what the clinician receives: the client's uplink
+    client_stats: StatsRecorder  # what the client receives: the client's downlink
+
+    @property
+    def clinician(self) -> Page:
+        return self.people.clinician
+
+    @property
+    def client(self) -> Page:
+        return self.people.client
+
+
+async def _context(browser: Browser, base_url: str) -> BrowserContext:
+    context = await browser.new_context(
+        base_url=base_url,
+        locale="en-GB",
+        timezone_id="Europe/London",
+        viewport={"width": 1280, "height": 800},
+        # Granted: real addresses in candidates instead of mDNS names.
+        permissions=["camera", "microphone"],
+    )
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    await context.add_init_script(RECORD_PEER_CONNECTIONS)
+    return context
+
+
+@asynccontextmanager
+async def call_over_link(
+    *,
+    server: LiveServer,
+    link: Link,
+    clinician_browser: Browser,
+    client_browser: Browser,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+    force_relay: bool = False,
+) -> AsyncIterator[LinkCall]:
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, server.config)
+    client_url = server.also_at[link.host_ip]
+    clinician_context = await _context(clinician_browser, server.url)
+    client_context = await _context(client_browser, client_url)
+    call: LinkCall | None = None
+    try:
+        if force_relay:
+            await client_context.add_init_script(FORCE_RELAY)
+        await log_in(clinician_context, server, practice.clinician.email)
+        errors: list[str] = []
+        clinician = await clinician_context.new_page()
+        client = await client_context.new_page()
+        record_errors(clinician, "clinician", errors)
+        record_errors(client, "client", errors)
+        people = People(clinician, client, errors)
+        await clinician.goto(server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await client_joins_waiting_room(
+            client, dataclasses.replace(server, url=client_url), booked.link_path
+        )
+        await admit(people)
+        await both_see_each_other(people)
+        call = LinkCall(
+            people, booked, StatsRecorder(clinician, "clinician"), StatsRecorder(client, "client")
+        )
+        call.clinician_stats.start()
+        call.client_stats.start()
+        yield call
+        assert not errors, f"uncaught errors in the pages: {errors}"
+    finally:
+        if call is not None:
+            await call.clinician_stats.stop()
+            await call.client_stats.stop()
+        await client_context.close()
+        await clinician_context.close()
