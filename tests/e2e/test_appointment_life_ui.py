@@ -104,10 +104,21 @@ async def test_abandon_then_rebook_from_the_summary(
     await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
     await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
     await expect(clinician.locator("body")).to_have_attribute("data-connection", "open")
+    waiting = await open_page(browser, live_server, contexts, errors, "client in the room")
+    await join_waiting_room(waiting, live_server, booked.link_path)
+    await expect(clinician.locator("#client-presence")).to_have_text(
+        "The client is in the waiting room."
+    )
     await clinician.get_by_role("button", name="Abandon").click()
     dialog = clinician.get_by_role("alertdialog", name="Abandon this appointment?")
     await dialog.get_by_role("button", name="Abandon").click()
     await expect(clinician.get_by_role("heading", name="Appointment abandoned")).to_be_visible()
+    # The client is told the call is gone and how to reach the practice (R-C4, R-C7).
+    await expect(
+        waiting.get_by_role("heading", name="This call is no longer available")
+    ).to_be_visible()
+    await expect(waiting.locator("#ended-phone-link")).to_have_text("01632 960000")
+    await screenshot(waiting, "client-abandoned-contact-practice")
 
     desk = await open_page(
         browser, live_server, contexts, errors, "receptionist", practice.receptionist.email
@@ -315,4 +326,41 @@ async def test_the_diary_shows_each_outcome_and_the_header_the_balance(
     )
     await desk.goto(live_server.at("/diary"), wait_until="domcontentloaded")
     await expect(desk.get_by_test_id("balance")).to_have_count(0)
+    assert not errors, errors
+
+
+async def test_closing_the_waiting_room_tells_the_client_and_keeps_the_link(
+    browser: Browser,
+    live_server: LiveServer,
+    contexts: list[BrowserContext],
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    # R-C9: not Abandon: no warning about the link, the client's link keeps working.
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    errors: list[str] = []
+    clinician = await open_page(
+        browser, live_server, contexts, errors, "clinician", practice.clinician.email
+    )
+    await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(clinician.locator("body")).to_have_attribute("data-connection", "open")
+    client = await open_page(browser, live_server, contexts, errors, "client")
+    await join_waiting_room(client, live_server, booked.link_path)
+    await expect(clinician.locator("#client-presence")).to_have_text(
+        "The client is in the waiting room."
+    )
+    await clinician.get_by_role("button", name="Close the waiting room").click()
+    await expect(clinician.get_by_role("heading", name="Waiting room closed")).to_be_visible()
+    await expect(clinician.locator("#ended-message")).to_contain_text("link still works")
+    await expect(client.get_by_role("heading", name="The waiting room is closed")).to_be_visible()
+    await expect(client.locator("#ended-message")).to_contain_text("Your link still works")
+    await screenshot(client, "client-waiting-room-closed")
+    # Later the clinician opens it again, and the same link brings the client in.
+    await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+    await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
+    await join_waiting_room(client, live_server, booked.link_path)
+    await expect(clinician.locator("#client-presence")).to_have_text(
+        "The client is in the waiting room."
+    )
     assert not errors, errors
