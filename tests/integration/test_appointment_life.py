@@ -16,6 +16,7 @@ import pytest
 from server.config import Config
 from server.diary import outbox
 from server.diary.links import abandon_link
+from server.diary.templates import local_date, local_time
 from signalling.protocol import (
     Abandon,
     Admit,
@@ -328,11 +329,16 @@ async def test_the_waiting_room_opens_within_its_window(
 ) -> None:
     # R-C9: from WAITING_ROOM_OPENS_MINUTES (30) before the start until the grace ends.
     await fund(db, practice, 100 * 60)
-    weeks_ahead = await book_video(db, practice, config, starts_at=soon(60 * 24 * 21))
+    three_weeks = soon(60 * 24 * 21)
+    weeks_ahead = await book_video(db, practice, config, starts_at=three_weeks)
     refused = await start_video(client, practice, weeks_ahead)
     body = await refused.json()
     assert (refused.status, body["error"]["code"]) == (409, "too_early")
-    assert "30 minutes before" in body["error"]["message"]
+    opens = three_weeks - timedelta(minutes=30)
+    assert body["error"]["message"] == (
+        f"The waiting room opens at {local_time(opens, 'Europe/London')} on "
+        f"{local_date(opens, 'Europe/London')}, 30 minutes before the appointment starts"
+    )
     assert datetime.fromisoformat(body["error"]["opens_at"]) == soon(60 * 24 * 21) - timedelta(
         minutes=30
     )

@@ -51,10 +51,8 @@ function showStartRefusal(error) {
   } else if (error.code === "go_ahead_required") {
     showPrecall("warning", detail.precall, error.message);
   } else if (error.code === "too_early") {
-    // R-C9: the waiting room opens a set time before the appointment.
-    const opensAt = detail.opens_at ? new Date(detail.opens_at) : null;
-    const when = opensAt ? ` It opens at ${opensAt.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })} on ${opensAt.toLocaleDateString()}.` : "";
-    showProblem("The waiting room is not open yet", `${error.message}.${when}`);
+    // R-C9: the waiting room opens a set time before the appointment (the server names when).
+    showProblem("The waiting room is not open yet", `${error.message}.`);
   } else if (error.code === "call_finished") {
     setText("#finished-title", error.message || "Appointment has already finished");
     showScreen("finished");
