@@ -57,7 +57,8 @@ async def seed_demo(pool: asyncpg.Pool) -> list[DemoLogin]:
 
 
 async def _book_demo_week(pool: asyncpg.Pool, practice_id: uuid.UUID) -> None:
-    """For each clinician: a video appointment tomorrow and a weekly series, once."""
+    """For each clinician: a video appointment starting within minutes (its waiting room
+    can open at once, R-C9), one tomorrow and a weekly series, once."""
     if await appointments.has_appointments(pool, practice_id):
         return
     practice = await practices.get_practice(pool, practice_id)
@@ -74,9 +75,14 @@ async def _book_demo_week(pool: asyncpg.Pool, practice_id: uuid.UUID) -> None:
     def local(days: int, hour: int) -> datetime:
         return datetime.combine(today + timedelta(days=days), time(hour), zone)
 
+    # The next quarter hour, so Switch to Video works right away on a fresh demo.
+    now = datetime.now(UTC)
+    soon = now.replace(second=0, microsecond=0) + timedelta(minutes=15 - now.minute % 15)
+
     # Whoever logs in first (the admin is a clinician too) sees a living diary.
     for offset, clinician in enumerate(clinicians):
         client_id = clients[0].id
+        now_ish = booking.BookingRequest(clinician.id, client_id, video.id, soon)
         single = booking.BookingRequest(clinician.id, client_id, video.id, local(1, 10 + offset))
         weekly = booking.BookingRequest(
             clinician.id,
@@ -85,5 +91,5 @@ async def _book_demo_week(pool: asyncpg.Pool, practice_id: uuid.UUID) -> None:
             local(2, 14 + offset),
             Rule(Frequency.WEEKLY, today + timedelta(days=2 + 7 * 5)),
         )
-        for request in (single, weekly):
+        for request in (now_ish, single, weekly):
             await booking.book(pool, practice_id, None, request)

@@ -29,6 +29,8 @@ from server.appkeys import DB
 from server.auth.session import Role, current_staff
 from server.diary import appointments
 from server.http import ApiError
+from server.wallet.bundles import format_balance
+from server.wallet.ledger import balance_seconds
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGES_DIR = WEB_DIR / "pages"
@@ -106,6 +108,8 @@ class Viewer(msgspec.Struct, frozen=True):
     user: practices.User
     practice: practices.Practice
     minutes_dashboard: str
+    # The practice's video minutes for the header (R-M7): clinicians and site admins only.
+    balance_display: str | None = None
 
 
 class _PageFiles:
@@ -150,6 +154,23 @@ def _nav(viewer: Viewer, current: str) -> str:
     return "\n".join(items)
 
 
+def _balance(viewer: Viewer) -> str:
+    """The practice balance in the header: read-only for clinicians, with Buy for site
+    admins (R-M3: only they can buy)."""
+    if viewer.balance_display is None:
+        return ""
+    shown = (
+        '<span class="balance" data-testid="balance">Video minutes: '
+        f"<strong>{html.escape(viewer.balance_display)}</strong></span>"
+    )
+    if "site_admin" in viewer.user.roles:
+        shown += (
+            f' <a class="button button-quiet" data-testid="buy-minutes" '
+            f'href="{html.escape(viewer.minutes_dashboard)}">Buy</a>'
+        )
+    return shown
+
+
 def _role_names(roles: list[str]) -> str:
     return ", ".join(role.replace("_", " ") for role in roles)
 
@@ -172,7 +193,10 @@ async def viewer_of(request: web.Request) -> Viewer | None:
     if member is None:
         return None
     user, practice = member
-    return Viewer(user, practice, MINUTES_DASHBOARD_PATH)
+    balance = None
+    if "clinician" in user.roles or "site_admin" in user.roles:
+        balance = format_balance(await balance_seconds(request.app[DB], practice.id))
+    return Viewer(user, practice, MINUTES_DASHBOARD_PATH, balance)
 
 
 async def signed_in_viewer(request: web.Request) -> Viewer:
@@ -217,6 +241,7 @@ class PageRenderer:
                 "user_name": html.escape(viewer.user.name),
                 "user_roles": html.escape(_role_names(viewer.user.roles)),
                 "nav": _nav(viewer, spec.nav_key),
+                "balance": _balance(viewer),
                 "boot": _boot_json(viewer),
                 "script": html.escape(spec.script) if status == 200 else "shell.js",
                 "content": body,

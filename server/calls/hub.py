@@ -25,7 +25,7 @@ CLOSE_NODE_STOPPING = WSCloseCode.GOING_AWAY  # reconnect: another node takes th
 
 
 def close_code_for(reason: str) -> int:
-    if reason in ("ended", "abandoned"):
+    if reason in ("ended", "abandoned", "closed"):
         return WSCloseCode.OK
     if reason == "replaced":
         return CLOSE_REPLACED

@@ -36,6 +36,7 @@ from server.calls.store import AlreadyOpen, PrecallRefused
 from server.calls.urls import socket_path, socket_url
 from server.config import Config
 from server.diary.appointments import AppointmentForCall, appointment_for_call
+from server.diary.templates import local_date, local_time
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 from server.wallet.precall import PrecallResult, precall_check
 from signalling.model import CALL_FINISHED_FOR_CLINICIAN, IllegalTransition, Role
@@ -55,13 +56,14 @@ async def start_video(request: web.Request) -> web.Response:
     if appointment is None:
         not_found("appointment")
     _check_can_start(staff, appointment)
-    _check_window(request.app[CONFIG], appointment, utc_now())
 
     engine = request.app[CALL_ENGINE]
     async with engine.opening_lock(appointment_id):
         existing = await latest_call(db, appointment_id)
         if existing is not None:
+            # An open call comes back as it is, even past the window (a call overrunning).
             return _existing_call(request, existing)
+        _check_window(request.app[CONFIG], appointment, utc_now())
         precall = await precall_check(
             db, staff.practice_id, appointment.duration_seconds, staff.roles
         )
@@ -105,11 +107,13 @@ def _check_window(config: Config, appointment: AppointmentForCall, now: datetime
     """R-C9: from WAITING_ROOM_OPENS_MINUTES before the start until the link's grace ends."""
     opens_at = appointment.starts_at - timedelta(minutes=config.waiting_room_opens_minutes)
     if now < opens_at:
+        zone = appointment.practice_timezone
         raise ApiError(
             409,
             "too_early",
-            f"The waiting room opens {config.waiting_room_opens_minutes} minutes before the "
-            "appointment starts",
+            f"The waiting room opens at {local_time(opens_at, zone)} on "
+            f"{local_date(opens_at, zone)}, {config.waiting_room_opens_minutes} minutes "
+            "before the appointment starts",
             opens_at=opens_at,
         )
     if now > appointment.ends_at + timedelta(minutes=config.link_grace_minutes):

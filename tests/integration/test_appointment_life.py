@@ -16,6 +16,7 @@ import pytest
 from server.config import Config
 from server.diary import outbox
 from server.diary.links import abandon_link
+from server.diary.templates import local_date, local_time
 from signalling.protocol import (
     Abandon,
     Admit,
@@ -169,6 +170,20 @@ async def test_abandon_frees_the_slot_and_rebook_issues_a_new_link(
     assert (status, body["error"]["code"]) == (409, "abandoned")
     assert "rebook" in body["error"]["message"]
 
+    # Bad input is refused and books nothing.
+    status, body = await post_as(client, practice, "receptionist", f"{path}/rebook", when="now")
+    assert (status, body["error"]["field"]) == (400, "when")
+    yesterday = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    status, body = await post_as(
+        client, practice, "receptionist", f"{path}/rebook", starts_at=yesterday
+    )
+    assert (status, body["error"]["field"]) == (400, "starts_at")
+    status, body = await post_as(
+        client, practice, "receptionist", f"{path}/rebook", clinician_id=str(uuid.uuid4())
+    )
+    assert status == 404
+    assert await db.fetchval("SELECT count(*) FROM appointments") == 1
+
     # Rebook: same client, type, clinician and time (the abandoned one no longer clashes).
     status, rebooked = await post_as(client, practice, "receptionist", f"{path}/rebook")
     assert status == 201, rebooked
@@ -190,6 +205,10 @@ async def test_abandon_frees_the_slot_and_rebook_issues_a_new_link(
     assert (status, body["error"]["code"]) == (409, "not_abandoned")
     status, _ = await post_as(client, other_practice, "receptionist", f"{path}/rebook")
     assert status == 404
+    status, _ = await post_as(
+        client, practice, "clinician", "/api/appointments/not-an-id/video/close"
+    )
+    assert status == 404  # a malformed id reads like an unknown one
 
     # The old summary says why its link is dead and where the rebooking is.
     old_summary = await summary(client, practice, booked.appointment_id)
@@ -310,14 +329,17 @@ async def test_the_waiting_room_opens_within_its_window(
 ) -> None:
     # R-C9: from WAITING_ROOM_OPENS_MINUTES (30) before the start until the grace ends.
     await fund(db, practice, 100 * 60)
-    weeks_ahead = await book_video(db, practice, config, starts_at=soon(60 * 24 * 21))
+    three_weeks = soon(60 * 24 * 21)
+    weeks_ahead = await book_video(db, practice, config, starts_at=three_weeks)
     refused = await start_video(client, practice, weeks_ahead)
     body = await refused.json()
     assert (refused.status, body["error"]["code"]) == (409, "too_early")
-    assert "30 minutes before" in body["error"]["message"]
-    assert datetime.fromisoformat(body["error"]["opens_at"]) == soon(60 * 24 * 21) - timedelta(
-        minutes=30
+    opens = three_weeks - timedelta(minutes=30)
+    assert body["error"]["message"] == (
+        f"The waiting room opens at {local_time(opens, 'Europe/London')} on "
+        f"{local_date(opens, 'Europe/London')}, 30 minutes before the appointment starts"
     )
+    assert datetime.fromisoformat(body["error"]["opens_at"]) == opens
     assert await db.fetchval("SELECT count(*) FROM calls") == 0  # nothing opened or held
     in_window = await book_video(db, practice, config, starts_at=soon(25))
     assert (await start_video(client, practice, in_window)).status == 201
@@ -326,6 +348,15 @@ async def test_the_waiting_room_opens_within_its_window(
     )
     late = await start_video(client, practice, past)
     assert (late.status, (await late.json())["error"]["code"]) == (409, "call_finished")
+    # A call already open is given back as it is, even once its window has passed (a
+    # consultation overrunning, the clinician reloading the page).
+    await db.execute(
+        "UPDATE appointments SET starts_at = starts_at - interval '4 hours', "
+        "ends_at = ends_at - interval '4 hours' WHERE id = $1",
+        in_window.appointment_id,
+    )
+    again = await start_video(client, practice, in_window)
+    assert (again.status, (await again.json())["state"]) == (200, "waiting_room_open")
 
 
 async def test_closing_the_waiting_room_keeps_the_link(

@@ -178,13 +178,16 @@ async def test_an_appointment_whose_call_took_place_cannot_be_cancelled(
     assert status == 200 and result["cancelled"] == [a["id"] for a in series[1:]]
 
 
-async def test_an_open_waiting_room_blocks_cancel_and_move(
+async def test_a_call_in_progress_blocks_cancel_and_move(
     client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool
 ) -> None:
+    # R-C9: only an open waiting room with nobody admitted is closed for a change (see
+    # test_appointment_life); a call in progress is left alone.
     (appointment,) = (await book(client, practice, next_weekday_at(10)))["appointments"]
     await db.execute(
-        """INSERT INTO calls (practice_id, appointment_id, clinician_id, expected_seconds)
-           VALUES ($1, $2, $3, 3000)""",
+        """INSERT INTO calls (practice_id, appointment_id, clinician_id, expected_seconds,
+                              state, started_at)
+           VALUES ($1, $2, $3, 3000, 'in_progress', now())""",
         practice.id,
         uuid.UUID(appointment["id"]),
         practice.clinician.id,

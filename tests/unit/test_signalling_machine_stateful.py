@@ -17,6 +17,7 @@ from signalling.effects import DeactivateLink, Effect, FinalMeterReading, StartM
 from signalling.events import (
     AbandonCall,
     AdmitClient,
+    CloseWaitingRoom,
     ConfirmHangup,
     DecideEndRequest,
     Event,
@@ -98,6 +99,11 @@ class CallConversation(RuleBasedStateMachine):
         self.step(AbandonCall(actor))
 
     @rule(actor=roles)
+    def close_waiting_room(self, actor: Role) -> None:  # R-C9
+        if self.step(CloseWaitingRoom(actor)) is not None:
+            assert not self.was_admitted and self.state.phase is Phase.CLOSED
+
+    @rule(actor=roles)
     def refresh(self, actor: Role) -> None:
         phase = self.state.phase
         if self.step(RefreshMedia(actor)) is not None:
@@ -130,8 +136,9 @@ class CallConversation(RuleBasedStateMachine):
             self.answered.add(key)
 
     @invariant()
-    def link_deactivated_once_when_closed(self) -> None:  # R-C5, R-C7
-        assert self.deactivations == (1 if self.state.phase.terminal else 0)
+    def link_deactivated_once_when_closed(self) -> None:  # R-C5, R-C7, R-C9
+        kills_link = self.state.phase in (Phase.ENDED, Phase.ABANDONED)
+        assert self.deactivations == (1 if kills_link else 0)
 
     @invariant()
     def metering_brackets_the_call(self) -> None:  # R-M8

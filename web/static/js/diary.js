@@ -3,6 +3,7 @@
 // its video call.
 import { get } from "./api.js";
 import { createAppointmentModal } from "./modal.js";
+import { outcomeText } from "./outcome.js";
 import { el, formatTime, hhmm, isoDate, user, wallClock, zonedInstant } from "./shell.js";
 
 const DAY_START_HOUR = 7;
@@ -86,19 +87,24 @@ function appointmentButton(appointment, dayStartMinutes) {
   const height = Math.max(0.8, Math.min(durationMinutes, SLOTS * SLOT_MINUTES - Math.max(0, fromTop)) / SLOT_MINUTES);
   const times = `${formatTime(appointment.starts_at)}–${formatTime(appointment.ends_at)}`;
   const kind = appointment.is_video ? "video appointment" : "appointment";
-  const cancelled = appointment.status === "cancelled" ? ", cancelled" : "";
   const series = appointment.series_position ? `, session ${appointment.series_position} of a series` : "";
+  const outcome = outcomeText(appointment);
   const button = el(
     "button",
     {
       type: "button",
-      class: `appt${appointment.is_video ? " video" : ""}${cancelled ? " cancelled" : ""}`,
+      class: `appt${appointment.is_video ? " video" : ""} outcome-${appointment.outcome}`,
       "data-appointment-id": appointment.id,
-      "aria-label": `${times} ${appointment.client_name}, ${appointment.type_name} (${kind}${series}${cancelled})`,
+      "data-outcome": appointment.outcome,
+      title: outcome,
+      "aria-label": `${times} ${appointment.client_name}, ${appointment.type_name} (${kind}${series}): ${outcome}`,
       onclick: (event) => modal.openExisting(appointment, event.currentTarget),
     },
     el("strong", { text: `${times} ${appointment.client_name}` }),
-    appointment.type_name,
+    // Past "booked", the outcome says more than the type (which the label still names).
+    appointment.outcome === "booked"
+      ? appointment.type_name
+      : el("span", { class: `state state-${appointment.outcome}`, text: outcome }),
   );
   button.style.top = `calc(var(--slot-height) * ${top})`;
   button.style.height = `calc(var(--slot-height) * ${height} - 2px)`;
@@ -120,6 +126,8 @@ async function renderWeek() {
       from: dateKey(state.monday),
       to: dateKey(addDays(state.monday, 7)),
       clinician: state.clinicianId,
+      // Every outcome is shown, cancelled ones too (struck through): R-C10.
+      include_cancelled: "true",
     });
     appointments = await get(`/api/appointments?${query}`);
     showError("");

@@ -376,8 +376,11 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     timeInput.value = hhmm(start.hour, start.minute);
     recurrenceOn.checked = false;
     recurrenceToggle.hidden = true;
-    const booked = appointment.status === "booked";
-    switchButton.hidden = !(appointment.is_video && booked);
+    // R-C10: a completed, abandoned or cancelled appointment has no call to start or time
+    // to change (an abandoned one is rebooked from its summary).
+    const booked = ["booked", "waiting_room_open"].includes(appointment.outcome);
+    const callable = booked || appointment.outcome === "in_call";
+    switchButton.hidden = !(appointment.is_video && callable);
     summaryLink.hidden = false;
     summaryLink.href = `/appointments/${appointment.id}`;
     saveButton.textContent = "Save changes";

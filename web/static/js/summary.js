@@ -1,6 +1,7 @@
 // The appointment summary (R-B7): details and the client's video URL at the top, the
 // communications history (sent and scheduled) below, and the move / cancel actions.
 import { get, post, submitting } from "./api.js";
+import { outcomeText } from "./outcome.js";
 import { announce, el, formatDate, formatDateTime, formatTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
 
 const appointmentId = location.pathname.split("/").pop();
@@ -21,6 +22,7 @@ const LINK_STATES = {
 const errorNode = document.getElementById("summary-error");
 const moveForm = document.getElementById("move-form");
 const cancelForm = document.getElementById("cancel-form");
+const rebookForm = document.getElementById("rebook-form");
 let summary = null;
 
 function stateBadge(state, text) {
@@ -37,7 +39,7 @@ function renderDetails(appointment) {
     ["Type", `${appointment.type_name}${appointment.is_video ? " (video)" : ""}`],
     ["Date", formatDate(appointment.starts_at)],
     ["Time", `${formatTime(appointment.starts_at)}–${formatTime(appointment.ends_at)}`],
-    ["Status", stateBadge(appointment.status, appointment.status === "booked" ? "Booked" : "Cancelled")],
+    ["Status", stateBadge(appointment.outcome, outcomeText(appointment))],
   ];
   if (appointment.series_position) rows.push(["Series", `Session ${appointment.series_position} of a recurring series`]);
   if (appointment.cancel_reason) rows.push(["Cancellation reason", appointment.cancel_reason]);
@@ -46,14 +48,26 @@ function renderDetails(appointment) {
   );
 }
 
-function renderLink(link) {
+function renderLink(link, rebookedAs) {
+  // A dead link is not offered for copying: the summary says why it is dead instead.
   const field = document.getElementById("video-url-field");
-  field.hidden = !link;
+  const dead = document.getElementById("link-dead");
+  field.hidden = !link || !link.available;
+  dead.hidden = !link || link.available;
   if (!link) return;
-  document.getElementById("video-url").value = link.url;
-  const badge = document.getElementById("link-state");
+  if (link.available) {
+    document.getElementById("video-url").value = link.url;
+    const badge = document.getElementById("link-state");
+    badge.className = `state state-${link.state}`;
+    badge.textContent = "Active";
+    return;
+  }
+  const badge = document.getElementById("link-dead-state");
   badge.className = `state state-${link.state}`;
-  badge.textContent = link.available ? "Active" : LINK_STATES[link.state] || "No longer available";
+  badge.textContent = LINK_STATES[link.state] || "No longer available";
+  document.getElementById("link-dead-reason").textContent = link.unavailable_because || "";
+  document.getElementById("rebooked-as").hidden = !rebookedAs;
+  if (rebookedAs) document.getElementById("rebooked-as-link").href = `/appointments/${rebookedAs}`;
 }
 
 function communicationRow(message) {
@@ -95,17 +109,35 @@ function renderCommunications(messages) {
 
 async function fillClinicians(selected) {
   const users = await get("/api/users");
-  const select = document.getElementById("move-clinician");
-  select.replaceChildren(
-    ...users
-      .filter((u) => u.active && u.roles.includes("clinician"))
-      .map((u) => el("option", { value: u.id, text: u.name, selected: u.id === selected })),
-  );
+  for (const id of ["move-clinician", "rebook-clinician"]) {
+    document.getElementById(id).replaceChildren(
+      ...users
+        .filter((u) => u.active && u.roles.includes("clinician"))
+        .map((u) => el("option", { value: u.id, text: u.name, selected: u.id === selected })),
+    );
+  }
 }
 
-function renderActions(appointment, link) {
-  const changeable = appointment.status === "booked" && (!link || link.state === "active");
+function fillWhen(form, instant) {
+  const start = wallClock(new Date(instant));
+  form.elements.date.value = isoDate(start.year, start.month, start.day);
+  form.elements.time.value = hhmm(start.hour, start.minute);
+}
+
+function formStartsAt(form) {
+  const [year, month, day] = form.elements.date.value.split("-").map(Number);
+  const [hour, minute] = form.elements.time.value.split(":").map(Number);
+  return year && hour !== undefined ? zonedInstant(year, month, day, hour, minute).toISOString() : "";
+}
+
+function renderActions(appointment, link, rebookedAs) {
+  // An open waiting room with nobody admitted may still be moved or cancelled (the server
+  // closes it first); a call in progress, a completed or abandoned one may not (R-C9).
+  const changeable = ["booked", "waiting_room_open"].includes(appointment.outcome);
   document.getElementById("change-card").hidden = !changeable;
+  const rebookable = appointment.outcome === "abandoned" && !rebookedAs;
+  document.getElementById("rebook-card").hidden = !rebookable;
+  if (rebookable) fillWhen(rebookForm, appointment.starts_at); // default: same time (R-C7)
   const diaryLink = el("a", {
     class: "button",
     href: `/diary?${new URLSearchParams({ clinician: appointment.clinician_id, week: weekOf(appointment.starts_at) })}`,
@@ -113,9 +145,7 @@ function renderActions(appointment, link) {
   });
   document.getElementById("summary-actions").replaceChildren(diaryLink);
   if (!changeable) return;
-  const start = wallClock(new Date(appointment.starts_at));
-  moveForm.elements.date.value = isoDate(start.year, start.month, start.day);
-  moveForm.elements.time.value = hhmm(start.hour, start.minute);
+  fillWhen(moveForm, appointment.starts_at);
   document.getElementById("cancel-scope").hidden = !appointment.series_id;
 }
 
@@ -135,9 +165,9 @@ async function load() {
     return;
   }
   renderDetails(summary.appointment);
-  renderLink(summary.video_link);
+  renderLink(summary.video_link, summary.rebooked_as);
   renderCommunications(summary.communications);
-  renderActions(summary.appointment, summary.video_link);
+  renderActions(summary.appointment, summary.video_link, summary.rebooked_as);
 }
 
 document.getElementById("copy-url").addEventListener("click", async () => {
@@ -159,11 +189,7 @@ document.getElementById("copy-url").addEventListener("click", async () => {
 
 moveForm.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const [year, month, day] = moveForm.elements.date.value.split("-").map(Number);
-  const [hour, minute] = moveForm.elements.time.value.split(":").map(Number);
-  const body = {
-    starts_at: year && hour !== undefined ? zonedInstant(year, month, day, hour, minute).toISOString() : "",
-  };
+  const body = { starts_at: formStartsAt(moveForm) };
   const clinician = moveForm.elements.clinician_id.value;
   if (clinician && clinician !== summary.appointment.clinician_id) body.clinician_id = clinician;
   const moved = await submitting(moveForm, () => post(`/api/appointments/${appointmentId}/move`, body));
@@ -171,6 +197,13 @@ moveForm.addEventListener("submit", async (event) => {
     await load();
     announce(moveForm.querySelector("[data-status]"), "Appointment moved; its reminder moves with it.");
   }
+});
+
+rebookForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = { starts_at: formStartsAt(rebookForm), clinician_id: rebookForm.elements.clinician_id.value };
+  const result = await submitting(rebookForm, () => post(`/api/appointments/${appointmentId}/rebook`, body));
+  if (result) location.assign(`/appointments/${result.appointments[0].id}`);
 });
 
 // Cancelling revokes the client's link: ask once more before doing it.

@@ -163,7 +163,7 @@ function showClinicianPresence(present) {
 
 function showEnded(ended) {
   stopDevices();
-  if (ended.reason === "closed") {
+  if (ended.reason === "call_over") {
     // The call was already over when we connected (R-C6).
     showUnavailable(ended.title);
     return;

@@ -50,6 +50,9 @@ function showStartRefusal(error) {
     showPrecall("blocked", detail.precall, error.message);
   } else if (error.code === "go_ahead_required") {
     showPrecall("warning", detail.precall, error.message);
+  } else if (error.code === "too_early") {
+    // R-C9: the waiting room opens a set time before the appointment (the server names when).
+    showProblem("The waiting room is not open yet", `${error.message}.`);
   } else if (error.code === "call_finished") {
     setText("#finished-title", error.message || "Appointment has already finished");
     showScreen("finished");
@@ -255,6 +258,19 @@ function wireWaitingRoom() {
     const choice = await askChoice(/** @type {HTMLDialogElement} */ ($("#abandon-dialog"))).answer;
     if (choice === "abandon" && session) session.send({ type: "abandon" });
   });
+  $("#close-room-button").addEventListener("click", async (event) => {
+    // R-C9: not Abandon. No call took place and the client's link keeps working.
+    const button = /** @type {HTMLButtonElement} */ (event.currentTarget);
+    button.disabled = true;
+    try {
+      await requestJson("POST", `/api/appointments/${encodeURIComponent(appointmentId)}/video/close`, {});
+      // The server's call_ended (reason "closed") shows the screen; without a socket, say so.
+      if (!session || session.ended) showEnded({ reason: "closed", title: "Waiting room closed", message: "No call took place. The client's link still works." });
+    } catch (error) {
+      button.disabled = false;
+      setText("#close-room-status", error.message);
+    }
+  });
   $("#go-ahead-button").addEventListener("click", () => startVideo(true));
   for (const button of document.querySelectorAll("[data-action=retry-start]")) {
     button.addEventListener("click", () => startVideo(false));
@@ -324,7 +340,7 @@ function showQuality(stats) {
 function showEnded(ended) {
   clearInterval(durationTimer);
   if (meter) meter.stop();
-  if (ended.reason === "closed") {
+  if (ended.reason === "call_over") {
     setText("#finished-title", ended.title || "Appointment has already finished");
     showScreen("finished");
     return;

@@ -15,7 +15,7 @@ const RETRY_DELAYS_MS = [250, 1000, 2000, 4000, 8000];
 
 // Close reasons after which reconnecting would be wrong: the call is over, or another tab
 // took this participant's place.
-const FINAL_CLOSE_REASONS = new Set(["ended", "abandoned", "replaced", "call_over"]);
+const FINAL_CLOSE_REASONS = new Set(["ended", "abandoned", "closed", "replaced", "call_over"]);
 
 /**
  * @typedef {{type: string, seq?: number, [key: string]: unknown}} ServerMessage

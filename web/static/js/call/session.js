@@ -19,6 +19,7 @@ const CLOSED_ELSEWHERE = {
   },
   ended: { title: "The call has ended", message: "" },
   abandoned: { title: "The call has ended", message: "" },
+  closed: { title: "The waiting room is closed", message: "Your link still works: open it again at your appointment time." },
 };
 
 /**
@@ -117,7 +118,7 @@ export class CallSession {
         break;
       case "error":
         if (message.code === "call_over") {
-          this._finish({ reason: "closed", your_role: this.role, title: message.message, message: "" });
+          this._finish({ reason: "call_over", your_role: this.role, title: message.message, message: "" });
         } else {
           this.alert(message.message);
           this._enableHangup();
@@ -144,7 +145,7 @@ export class CallSession {
     this.phase = snapshot.phase;
     this.present = new Set(snapshot.present);
     this.alert("");
-    if (snapshot.phase === "ended" || snapshot.phase === "abandoned") return; // call_ended follows
+    if (["ended", "abandoned", "closed"].includes(snapshot.phase)) return; // call_ended follows
     this.hooks.onSnapshot(snapshot);
     if (snapshot.phase === "in_progress") {
       this._ensureMedia();
