@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -94,10 +95,16 @@ def create_app(config: Config) -> web.Application:
 
 
 async def _open_sessions(app: web.Application) -> AsyncIterator[None]:
-    sessions = OpenSessions(app[REDIS], app[KEYS])
+    config = app[CONFIG]
+    assert config.redis_url
+    subscriber = aioredis.Redis.from_url(config.redis_url, socket_connect_timeout=2.0)
+    sessions = OpenSessions(app[REDIS], subscriber, app[KEYS])
     app[OPEN_SESSIONS] = sessions
-    async for _ in sessions.run():
-        yield
+    try:
+        async for _ in sessions.run():
+            yield
+    finally:
+        await subscriber.aclose(close_connection_pool=True)
 
 
 async def _password_workers(app: web.Application) -> AsyncIterator[None]:

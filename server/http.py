@@ -136,8 +136,11 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 async def finish_changes_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request whose client goes away is cancelled (the server runs with handler
     cancellation, so a read's query is cancelled with it); a change runs to its end instead,
-    so a disconnect never leaves one half done (a provider charged, our row not written)."""
-    if request.method in _SAFE_METHODS:
+    so a disconnect never leaves one half done (a provider charged, our row not written).
+    A WebSocket is a change too: its handler ends on its own when the socket goes, and must
+    get to record the participant's leaving."""
+    upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    if request.method in _SAFE_METHODS and not upgrade:
         return await handler(request)
     change = asyncio.ensure_future(handler(request))
     try:

@@ -52,8 +52,11 @@ _decoder = msgspec.json.Decoder(SessionsEnded)
 class OpenSessions:
     """What this node holds open per staff session, and the listener that closes it."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, subscriber: aioredis.Redis, keys: Keys) -> None:
+        """``subscriber``: a client of its own for the channel, so the listener never takes
+        one of the connections requests share (``redis``)."""
         self._redis = redis
+        self._subscriber = subscriber
         self._keys = keys
         self._held: dict[uuid.UUID, dict[int, _Held]] = {}
         self._ids = itertools.count()
@@ -102,7 +105,7 @@ class OpenSessions:
         channel = self._keys.sessions_ended_channel()
         while True:
             try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self._subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
                     await self._recheck_all()
                     self.subscribed.set()

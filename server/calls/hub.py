@@ -1,17 +1,18 @@
 """``MessageSink``: reaches the WebSockets this node holds, by connection id.
 
-Never raises when a socket is gone or slow: the room has already recorded the transition,
-and one participant's broken network must not stop the other from hearing about it.
+Never raises when a socket is gone or slow, and never waits for one: each connection's
+frames go through its own bounded ``SendQueue`` (a reader too slow for it is dropped), so
+the room, which sends while holding its lock, is never held by one participant's network.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
+from server.calls.send_queue import SendQueue
 from signalling.model import Role
 from signalling.protocol import ServerMessage, encode_server_message
 
@@ -35,7 +36,7 @@ def close_code_for(reason: str) -> int:
 class SocketHub:
     def __init__(self) -> None:
         self._sockets: dict[str, web.WebSocketResponse] = {}
-        self._transports: dict[str, asyncio.WriteTransport] = {}
+        self._queues: dict[str, SendQueue] = {}
         self._current: dict[tuple[str, Role], str] = {}
 
     def __len__(self) -> int:
@@ -45,12 +46,11 @@ class SocketHub:
         self,
         connection_id: str,
         ws: web.WebSocketResponse,
-        transport: asyncio.WriteTransport | None = None,
+        transport: asyncio.Transport | None = None,
     ) -> None:
-        """``transport`` (the request's) lets ``send`` skip its timeout when it cannot block."""
+        """``transport`` (the request's) is what a too slow reader's drop cuts."""
         self._sockets[connection_id] = ws
-        if transport is not None:
-            self._transports[connection_id] = transport
+        self._queues[connection_id] = SendQueue(ws, transport)
 
     def mark_current(self, call_id: str, role: Role, connection_id: str) -> None:
         """The participant's newest connection (what peer-to-peer relaying sends to)."""
@@ -61,53 +61,44 @@ class SocketHub:
 
     def unregister(self, connection_id: str, call_id: str, role: Role) -> None:
         self._sockets.pop(connection_id, None)
-        self._transports.pop(connection_id, None)
+        queue = self._queues.pop(connection_id, None)
+        if queue is not None:
+            queue.stop()
         if self._current.get((call_id, role)) == connection_id:
             del self._current[(call_id, role)]
 
     async def send(
         self, call_id: str, role: Role, connection_id: str, message: ServerMessage
     ) -> None:
-        ws = self._sockets.get(connection_id)
-        if ws is None or ws.closed:
+        queue = self._queues.get(connection_id)
+        if queue is None:
             return
         # msgspec's UTF-8 bytes go out as the text frame as they are (no str round trip).
-        frame = encode_server_message(message)
         try:
-            if _cannot_block(self._transports.get(connection_id), len(frame)):
-                await ws.send_frame(frame, WSMsgType.TEXT)
-            else:
-                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                    await ws.send_frame(frame, WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError, TimeoutError) as exc:
+            await queue.send(encode_server_message(message))
+        except (ConnectionError, RuntimeError) as exc:
             log.info("call %s: %s socket unreachable (%s)", call_id, role, type(exc).__name__)
 
+    def queued_bytes(self, connection_id: str) -> int:
+        """Bytes waiting in the connection's send queue (its reader is behind)."""
+        queue = self._queues.get(connection_id)
+        return queue.queued_bytes if queue is not None else 0
+
     async def close(self, call_id: str, role: Role, connection_id: str, reason: str) -> None:
-        ws = self._sockets.get(connection_id)
-        if ws is None or ws.closed:
-            return
-        await _close(ws, close_code_for(reason), reason)
+        """Closes after what was sent before it (e.g. ``call_ended``); does not wait."""
+        queue = self._queues.get(connection_id)
+        if queue is not None:
+            queue.close(close_code_for(reason), reason)
+
+    async def close_with(self, connection_id: str, code: int, reason: str) -> None:
+        """Close one connection with ``code``, after what was sent before it."""
+        queue = self._queues.get(connection_id)
+        if queue is not None:
+            queue.close(code, reason)
 
     async def close_all(self, code: int, reason: str) -> None:
         """Node stopping: every participant is told to reconnect (to whichever node)."""
-        sockets = list(self._sockets.values())
-        await asyncio.gather(*(_close(ws, code, reason) for ws in sockets if not ws.closed))
-
-
-def _cannot_block(transport: asyncio.WriteTransport | None, size: int) -> bool:
-    """A send waits only when the transport pauses writing, i.e. its buffer passes the
-    high-water mark. Below it with room for this frame, the timer (a timer handle per
-    message, a measurable share of the relay's CPU) is not needed: the send cannot wait."""
-    if transport is None or transport.is_closing():
-        return False
-    _low, high = transport.get_write_buffer_limits()
-    return transport.get_write_buffer_size() + size + _FRAME_HEADER_BYTES < high
-
-
-_FRAME_HEADER_BYTES = 14  # the largest WebSocket frame header a server sends
-
-
-async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
-    with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
-        async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-            await ws.close(code=code, message=reason.encode()[:120])
+        queues = list(self._queues.values())
+        for queue in queues:
+            queue.close(code, reason)
+        await asyncio.gather(*(queue.closed(SEND_TIMEOUT_SECONDS) for queue in queues))

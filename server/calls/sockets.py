@@ -24,18 +24,18 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.appkeys import CONFIG, DB, TOKENS
 from server.auth.session import SESSION_COOKIE, Staff, held_open, require_role
 from server.auth.tokens import InvalidToken
 from server.calls.client_entry import link_entry
 from server.calls.engine import CALL_ENGINE, CallEngine
-from server.calls.hub import CLOSE_REFUSED
 from server.calls.store import CallMoved, CallOwnedElsewhere
 from server.diary.appointments import appointment_for_call, appointment_for_link
 from server.diary.links import NOT_AVAILABLE_MESSAGE
@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 # The clinician's session ended (logout, deactivated, a role removed, a new password).
 CLOSE_SESSION_ENDED = 4401
+# Per socket: a browser sends a few messages a second at most (ICE candidates come in a
+# burst of tens); past this budget the socket gets a rate_limited error and a close (1008).
+MESSAGES_PER_SECOND = 20
+MESSAGE_BURST = 100
 HEARTBEAT_SECONDS = 5.0  # ping interval; a missing pong after half of it closes the socket
 CLOSE_TIMEOUT_SECONDS = 2.0
 
@@ -106,6 +110,25 @@ async def _close_for_ended_session(ws: web.WebSocketResponse) -> None:
             await ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended: log in again")
 
 
+class MessageBudget:
+    """A token bucket: ``burst`` messages at once, refilled at ``per_second``."""
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self._rate = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self._at is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class _Connection:
     def __init__(
         self,
@@ -121,6 +144,8 @@ class _Connection:
         self._role = role
         self._id = connection_id
         self._joined = False
+        self._budget = MessageBudget(MESSAGES_PER_SECOND, MESSAGE_BURST)
+        self._refused = False  # broke a limit: told so, closing; nothing more is read
 
     async def serve(self, transport: asyncio.Transport | None) -> None:
         hub = self._engine.hub
@@ -129,6 +154,15 @@ class _Connection:
             async for frame in self._ws:
                 if frame.type is WSMsgType.ERROR:
                     break
+                if self._refused:
+                    continue
+                if not self._budget.take(time.monotonic()):
+                    await self._close_for_abuse(
+                        "rate_limited",
+                        f"More than {MESSAGES_PER_SECOND} messages a second: reconnect slower",
+                        WSCloseCode.POLICY_VIOLATION,
+                    )
+                    continue
                 if frame.type is not WSMsgType.TEXT:
                     await self._error("text_only", "Messages are JSON text frames")
                     continue
@@ -147,6 +181,9 @@ class _Connection:
         try:
             message = decode_client_message(raw)
         except ProtocolError as bad:
+            if bad.code == "too_large":
+                await self._close_for_abuse(bad.code, bad.message, WSCloseCode.MESSAGE_TOO_BIG)
+                return
             await self._error(bad.code, bad.message, bad.field)
             return
         if not self._joined:
@@ -188,7 +225,14 @@ class _Connection:
             return
         self._joined = False
         await self._error(code, message)
-        await self._ws.close(code=CLOSE_REFUSED, message=code.encode())
+        # Through the hub: the close goes out after the error, never before it.
+        await self._engine.hub.close(self._call_id, self._role, self._id, code)
+
+    async def _close_for_abuse(self, code: str, message: str, close_code: int) -> None:
+        """A clear error, then the close: the socket broke a limit every client keeps."""
+        self._refused = True
+        await self._error(code, message)
+        await self._engine.hub.close_with(self._id, close_code, code)
 
     async def _error(self, code: str, message: str, field: str | None = None) -> None:
         await self._engine.hub.send(
