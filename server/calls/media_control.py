@@ -59,6 +59,7 @@ from signalling.protocol import (
     Error,
     IceCandidate,
     MediaMessage,
+    QualityStats,
     SdpAnswer,
     SdpOffer,
     ServerMessage,
@@ -271,6 +272,13 @@ class ServerMediaLegs:
                 ),
             )
 
+    async def _tell_quality(self, call_id: str, role: Role, message: QualityStats) -> None:
+        """The clinician sees both connections; the client only their own (their page
+        shows a notice when it is poor), never the clinician's."""
+        await self._tell(call_id, Role.CLINICIAN, message)
+        if role is Role.CLIENT:
+            await self._tell(call_id, Role.CLIENT, message)
+
     async def _tell(self, call_id: str, role: Role, message: ServerMessage) -> None:
         connection_id = self._sockets.current(call_id, role)
         if connection_id is not None:
@@ -313,9 +321,12 @@ class ServerMediaLegs:
             return
         for side in Side:
             leg = call.media.leg(side)
-            if leg is None:
-                continue
             role = Role(side.value)
+            if leg is None:
+                # Nobody there: say so, rather than leave their last figures on screen.
+                absent = self._quality.message(call_id, role, None, None)
+                await self._tell_quality(call_id, role, absent)
+                continue
             if leg.status.connection_state in ("failed", "closed") and not call.opening:
                 # The browser is gone (tab closed, network lost for good). It makes a new
                 # offer when it comes back; until then the dead leg only holds a socket.
@@ -323,9 +334,11 @@ class ServerMediaLegs:
                 self._quality.forget_leg(call_id, role)
                 continue
             quality = await call.media.sample_quality(side)
-            if quality is not None and self._calls.get(call_id) is call:  # not ended meanwhile
-                self._quality.export_quality(call_id, role, quality)
-                await self._tell(call_id, Role.CLINICIAN, self._quality.message(role, quality))
+            if self._calls.get(call_id) is call:  # not ended meanwhile
+                if quality is not None:
+                    self._quality.export_quality(call_id, role, quality)
+                message = self._quality.message(call_id, role, leg.status, quality)
+                await self._tell_quality(call_id, role, message)
         no_legs = all(call.media.leg(side) is None for side in Side)
         if no_legs and not call.opening and self._calls.get(call_id) is call:
             del self._calls[call_id]

@@ -5,6 +5,7 @@
 import { socketUrl } from "./connection.js";
 import { flashNotice } from "./dialogs.js";
 import { LevelMeter, openDevices } from "./media.js";
+import { levelOf } from "./quality.js";
 import { CallSession } from "./session.js";
 import { $, ApiFailure, requestJson, setText, showScreen } from "./ui.js";
 
@@ -135,6 +136,7 @@ function startSession() {
         // R-C3: our End Call only asks; the clinician decides.
         if (choice === "end") $("#end-pending").hidden = false;
       },
+      onQuality: showOwnConnection,
     },
   });
   session.start();
@@ -150,6 +152,22 @@ function showPhase(snapshot) {
     if (document.body.dataset.screen !== "waiting") showScreen("waiting");
     showClinicianPresence(clinicianHere);
   }
+}
+
+// Two poor samples in a row (about 6 s) before the notice shows, one better one hides it:
+// a single lost burst is not worth worrying someone about.
+const POOR_SAMPLES_BEFORE_NOTICE = 2;
+let poorSamples = 0;
+
+/** A gentle notice when the client's own connection is poor (the server measures it). */
+function showOwnConnection(stats) {
+  if (stats.role !== "client") return;
+  const level = levelOf(stats);
+  poorSamples = level === "poor" ? poorSamples + 1 : 0;
+  const notice = $("#connection-notice");
+  notice.dataset.level = level;
+  if (level === "poor" && poorSamples >= POOR_SAMPLES_BEFORE_NOTICE) notice.hidden = false;
+  else if (level === "good" || level === "fair") notice.hidden = true;
 }
 
 function showClinicianPresence(present) {
