@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from aiortc import RTCConfiguration
 from prometheus_client import CollectorRegistry
 
 from media.call import CallMedia
@@ -100,6 +101,15 @@ def ice_servers_for(config: Config, identity: str, now: datetime) -> list[dict[s
     return browser_ice_servers(ice_settings_for(config), identity, now)
 
 
+def leg_setup(ice: IceSettings) -> tuple[RTCConfiguration, LegSettings]:
+    """How this node's legs are built (the calls' and the pre-call network checks')."""
+    # With the public address known, STUN would only tell our legs what we already
+    # know, at the price of a round trip in every answer (5 s if the server is down).
+    leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
+    settings = LegSettings(public_ip=ice.public_ip, public_ipv6=ice.public_ipv6, ports=ice.ports)
+    return server_rtc_configuration(leg_ice), settings
+
+
 @dataclass
 class _CallLegs:
     media: CallMedia
@@ -123,13 +133,8 @@ class ServerMediaLegs:
         self._sockets = sockets
         self._meter = meter
         self._clock = clock
-        # With the public address known, STUN would only tell our legs what we already
-        # know, at the price of a round trip in every answer (5 s if the server is down).
-        leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
-        self._rtc_configuration = server_rtc_configuration(leg_ice)
-        self._leg_settings = leg_settings or LegSettings(
-            public_ip=ice.public_ip, public_ipv6=ice.public_ipv6, ports=ice.ports
-        )
+        self._rtc_configuration, default_settings = leg_setup(ice)
+        self._leg_settings = leg_settings or default_settings
         self._quality_interval = quality_interval
         self._quality = LegQualityReporter(registry)
         self._calls: dict[str, _CallLegs] = {}
