@@ -35,6 +35,8 @@ class LegQuality:
     send_kbps: float | None
     bytes_received: int
     bytes_sent: int
+    # Browser -> server packets that arrived so far (with the lost ones: the loss rate).
+    inbound_packets_received: int = 0
 
 
 def quality_from_report(
@@ -45,12 +47,14 @@ def quality_from_report(
     losses: list[float] = []
     jitters: list[float] = []
     lost = 0
+    received = 0
     bytes_received = 0
     bytes_sent = 0
     for stats in report.values():
         kind = getattr(stats, "type", None)
         if kind == "inbound-rtp":
             lost += max(0, int(stats.packetsLost))
+            received += int(getattr(stats, "packetsReceived", 0) or 0)
             rate = _CLOCK_RATE_BY_KIND.get(stats.kind)
             if rate:
                 jitters.append(stats.jitter * 1000.0 / rate)
@@ -80,6 +84,7 @@ def quality_from_report(
         send_kbps=send_kbps,
         bytes_received=bytes_received,
         bytes_sent=bytes_sent,
+        inbound_packets_received=received,
     )
 
 

@@ -232,6 +232,9 @@ class QualityStats(_ServerMessage, frozen=True, kw_only=True, tag="quality_stats
     """Connection quality of one side's media leg, for the call page's indicator."""
 
     role: Role
+    # good, fair, poor (from the figures), reconnecting (no media right now), absent
+    # (no media connection); None from a server that does not judge.
+    level: str | None = None
     round_trip_ms: int | None = None
     packet_loss_pct: float | None = None
     inbound_kbps: int | None = None

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from server.appkeys import DB
 from server.auth.session import current_staff
-from server.calls import audit, sockets
+from server.calls import audit, network_check, sockets
 from server.calls.client_entry import join_with_link
 from server.calls.start import close_video, start_video
 from server.diary.appointments import appointment_for_call
@@ -18,6 +18,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/appointments/{appointment_id}/video/close", close_video)
     app.router.add_get("/api/appointments/{appointment_id}/audit", call_audit)
     app.router.add_post("/api/links/{token}/join", join_with_link)
+    network_check.add_routes(app)
     sockets.add_routes(app)
 
 

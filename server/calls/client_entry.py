@@ -11,6 +11,7 @@ link buys a new token and the client is back in the call.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -62,7 +63,11 @@ async def link_entry(
     return call, may_enter
 
 
-async def join_with_link(request: web.Request) -> web.Response:
+async def enterable_link(
+    request: web.Request,
+) -> tuple[AppointmentForCall, uuid.UUID, CallSummary | None]:
+    """The appointment whose link is the request's ``{token}``, if its client may enter
+    (404 for a link that never was, 410 for a dead one), with its link id and latest call."""
     config = request.app[CONFIG]
     db = request.app[DB]
     signer = LinkSigner(config.secret_key, config.base_url)
@@ -74,9 +79,15 @@ async def join_with_link(request: web.Request) -> web.Response:
     call, may_enter = await link_entry(db, appointment, datetime.now(UTC), grace)
     if not may_enter:
         raise ApiError(410, "call_unavailable", NOT_AVAILABLE_MESSAGE)
+    return appointment, appointment.link_id, call
+
+
+async def join_with_link(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    appointment, link_id, call = await enterable_link(request)
     token, claims = request.app[TOKENS].issue_call(
         appointment.appointment_id,
-        appointment.link_id,
+        link_id,
         appointment.practice_id,
         config.calls.call_token_ttl_seconds,
     )

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from aiortc import RTCConfiguration
 from prometheus_client import CollectorRegistry
 
 from media.call import CallMedia
@@ -60,6 +61,7 @@ from signalling.protocol import (
     Error,
     IceCandidate,
     MediaMessage,
+    QualityStats,
     SdpAnswer,
     SdpOffer,
     ServerMessage,
@@ -100,6 +102,15 @@ def ice_servers_for(config: Config, identity: str, now: datetime) -> list[dict[s
     return browser_ice_servers(ice_settings_for(config), identity, now)
 
 
+def leg_setup(ice: IceSettings) -> tuple[RTCConfiguration, LegSettings]:
+    """How this node's legs are built (the calls' and the pre-call network checks')."""
+    # With the public address known, STUN would only tell our legs what we already
+    # know, at the price of a round trip in every answer (5 s if the server is down).
+    leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
+    settings = LegSettings(public_ip=ice.public_ip, public_ipv6=ice.public_ipv6, ports=ice.ports)
+    return server_rtc_configuration(leg_ice), settings
+
+
 @dataclass
 class _CallLegs:
     media: CallMedia
@@ -121,13 +132,8 @@ class ServerMediaLegs:
     ) -> None:
         self._sockets = sockets
         self._on_liveness = on_liveness
-        # With the public address known, STUN would only tell our legs what we already
-        # know, at the price of a round trip in every answer (5 s if the server is down).
-        leg_ice = dataclasses.replace(ice, stun_urls=()) if ice.public_ip else ice
-        self._rtc_configuration = server_rtc_configuration(leg_ice)
-        self._leg_settings = leg_settings or LegSettings(
-            public_ip=ice.public_ip, public_ipv6=ice.public_ipv6, ports=ice.ports
-        )
+        self._rtc_configuration, default_settings = leg_setup(ice)
+        self._leg_settings = leg_settings or default_settings
         self._quality_interval = quality_interval
         self._quality = LegQualityReporter(registry)
         self._calls: dict[str, _CallLegs] = {}
@@ -270,6 +276,13 @@ class ServerMediaLegs:
                 ),
             )
 
+    async def _tell_quality(self, call_id: str, role: Role, message: QualityStats) -> None:
+        """The clinician sees both connections; the client only their own (their page
+        shows a notice when it is poor), never the clinician's."""
+        await self._tell(call_id, Role.CLINICIAN, message)
+        if role is Role.CLIENT:
+            await self._tell(call_id, Role.CLIENT, message)
+
     async def _tell(self, call_id: str, role: Role, message: ServerMessage) -> None:
         connection_id = self._sockets.current(call_id, role)
         if connection_id is not None:
@@ -316,9 +329,12 @@ class ServerMediaLegs:
             return
         for side in Side:
             leg = call.media.leg(side)
-            if leg is None:
-                continue
             role = Role(side.value)
+            if leg is None:
+                # Nobody there: say so, rather than leave their last figures on screen.
+                absent = self._quality.message(call_id, role, None, None)
+                await self._tell_quality(call_id, role, absent)
+                continue
             if leg.status.connection_state in ("failed", "closed") and not call.opening:
                 # The browser is gone (tab closed, network lost for good). It makes a new
                 # offer when it comes back; until then the dead leg only holds a socket.
@@ -326,9 +342,11 @@ class ServerMediaLegs:
                 self._quality.forget_leg(call_id, role)
                 continue
             quality = await call.media.sample_quality(side)
-            if quality is not None and self._calls.get(call_id) is call:  # not ended meanwhile
-                self._quality.export_quality(call_id, role, quality)
-                await self._tell(call_id, Role.CLINICIAN, self._quality.message(role, quality))
+            if self._calls.get(call_id) is call:  # not ended meanwhile
+                if quality is not None:
+                    self._quality.export_quality(call_id, role, quality)
+                message = self._quality.message(call_id, role, leg.status, quality)
+                await self._tell_quality(call_id, role, message)
         no_legs = all(call.media.leg(side) is None for side in Side)
         if no_legs and not call.opening and self._calls.get(call_id) is call:
             del self._calls[call_id]

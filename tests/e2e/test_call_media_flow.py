@@ -85,7 +85,11 @@ async def test_media_flows_both_ways_through_the_server_and_is_billed(
         for role in ("clinician", "client"):
             stats = await call.clinician.expect(QualityStats, lambda q, r=role: q.role == r)  # type: ignore[misc]
             assert stats.round_trip_ms is None or 0 <= stats.round_trip_ms < 1000
-        assert not call.patient.of(QualityStats)
+            assert stats.level in ("good", "fair", "poor")
+        # The client hears about its own connection only, never the clinician's.
+        own = await call.patient.expect(QualityStats)
+        assert own.role == "client"
+        assert all(q.role == "client" for q in call.patient.of(QualityStats))
         metrics = await (await client.get("/metrics")).text()
         for role in ("clinician", "client"):
             assert f'videoconsult_media_leg_live{{call_id="{call.call_id}",role="{role}"}} 1.0' in (

@@ -50,7 +50,8 @@ class LinkCall:
         return self.people.client
 
 
-async def _context(browser: Browser, base_url: str) -> BrowserContext:
+async def open_context(browser: Browser, base_url: str) -> BrowserContext:
+    """A person's context: camera and microphone granted, peer connections recorded."""
     context = await browser.new_context(
         base_url=base_url,
         locale="en-GB",
@@ -78,8 +79,8 @@ async def call_over_link(
     await adjust_balance(db, practice.id, 600 * 60, "test minutes")
     booked = await book_video_appointment(db, practice, server.config)
     client_url = server.also_at[link.host_ip]
-    clinician_context = await _context(clinician_browser, server.url)
-    client_context = await _context(client_browser, client_url)
+    clinician_context = await open_context(clinician_browser, server.url)
+    client_context = await open_context(client_browser, client_url)
     call: LinkCall | None = None
     try:
         if force_relay:

@@ -5,6 +5,8 @@
 import { socketUrl } from "./connection.js";
 import { flashNotice } from "./dialogs.js";
 import { LevelMeter, openDevices } from "./media.js";
+import { ADVICE, checkNetwork } from "./network_check.js";
+import { levelOf } from "./quality.js";
 import { CallSession } from "./session.js";
 import { $, ApiFailure, requestJson, setText, showScreen } from "./ui.js";
 
@@ -89,6 +91,7 @@ async function checkDevices() {
     localStream = new MediaStream();
     join.textContent = "Join without camera or microphone";
     join.disabled = false;
+    runNetworkCheck();
     return;
   }
   const preview = /** @type {HTMLVideoElement} */ ($("#preview-video"));
@@ -98,6 +101,36 @@ async function checkDevices() {
   join.textContent = "Join the waiting room";
   join.disabled = false;
   join.focus();
+  runNetworkCheck();
+}
+
+// --- network check ----------------------------------------------------------------------
+
+let networkCheck = null; // the check in progress, so a retry click does not start two
+
+/** Whether media can reach the server from here (a short test leg), and what to try. */
+function runNetworkCheck() {
+  if (networkCheck || !entry || !localStream) return networkCheck;
+  const box = $("#network-check");
+  const again = /** @type {HTMLButtonElement} */ ($("#network-check-again"));
+  box.dataset.outcome = "checking";
+  again.hidden = true;
+  setText("#network-check-text", "Checking your connection to the practice…");
+  networkCheck = checkNetwork({ linkToken, iceServers: entry.ice_servers || [], stream: localStream })
+    .catch(() => ({ outcome: "unavailable", path: null, roundTripMs: null }))
+    .then((result) => {
+      networkCheck = null;
+      if (document.body.dataset.screen !== "device-check") return;
+      box.dataset.outcome = result.outcome;
+      box.dataset.path = result.path || "";
+      let text = ADVICE[result.outcome];
+      if (result.outcome === "ok" && result.path === "relay") {
+        text += " (through the practice's relay server, as your network blocks direct video).";
+      }
+      setText("#network-check-text", text);
+      again.hidden = result.outcome === "ok";
+    });
+  return networkCheck;
 }
 
 function stopDevices() {
@@ -135,6 +168,7 @@ function startSession() {
         // R-C3: our End Call only asks; the clinician decides.
         if (choice === "end") $("#end-pending").hidden = false;
       },
+      onQuality: showOwnConnection,
     },
   });
   session.start();
@@ -150,6 +184,22 @@ function showPhase(snapshot) {
     if (document.body.dataset.screen !== "waiting") showScreen("waiting");
     showClinicianPresence(clinicianHere);
   }
+}
+
+// Two poor samples in a row (about 6 s) before the notice shows, one better one hides it:
+// a single lost burst is not worth worrying someone about.
+const POOR_SAMPLES_BEFORE_NOTICE = 2;
+let poorSamples = 0;
+
+/** A gentle notice when the client's own connection is poor (the server measures it). */
+function showOwnConnection(stats) {
+  if (stats.role !== "client") return;
+  const level = levelOf(stats);
+  poorSamples = level === "poor" ? poorSamples + 1 : 0;
+  const notice = $("#connection-notice");
+  notice.dataset.level = level;
+  if (level === "poor" && poorSamples >= POOR_SAMPLES_BEFORE_NOTICE) notice.hidden = false;
+  else if (level === "good" || level === "fair") notice.hidden = true;
 }
 
 function showClinicianPresence(present) {
@@ -197,6 +247,7 @@ async function main() {
   }
   showScreen("device-check");
   $("#device-retry").addEventListener("click", checkDevices);
+  $("#network-check-again").addEventListener("click", runNetworkCheck);
   $("#join-button").addEventListener("click", (event) => {
     /** @type {HTMLButtonElement} */ (event.currentTarget).disabled = true;
     startSession();

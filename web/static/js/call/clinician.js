@@ -10,6 +10,7 @@
 import { socketUrl } from "./connection.js";
 import { askChoice } from "./dialogs.js";
 import { LevelMeter, openDevices } from "./media.js";
+import { LEVEL_ORDER, describe, levelOf } from "./quality.js";
 import { CallSession } from "./session.js";
 import { $, ApiFailure, formatDuration, requestJson, setText, showScreen } from "./ui.js";
 
@@ -175,6 +176,10 @@ async function enterWaitingRoom() {
       onSnapshot: showPhase,
       onPresence: (role, present) => {
         if (role === "client") showClientPresence(present);
+        if (role === "client" && !present && qualityByRole.client) {
+          // Gone from the call: no figures from before they left.
+          showQuality({ role: "client", level: "absent" });
+        }
       },
       onEnded: showEnded,
       onMessage: (message) => {
@@ -312,20 +317,19 @@ const qualityByRole = {}; // role -> {level, text}
 
 /**
  * Good / fair / poor for each side's connection, from the server's quality_stats (its
- * media legs measure both sides), or from this browser's own stats when the server sends
- * none. The dot shows the worse of the two.
+ * media legs measure both directions of both links, and say "reconnecting" when a side's
+ * media stops), or from this browser's own stats when the server sends none. The dot
+ * shows the worse of the two. A client who has left shows "Not connected", never their
+ * last figures.
  */
 function showQuality(stats) {
-  const loss = stats.packet_loss_pct ?? 0;
-  const rtt = stats.round_trip_ms ?? 0;
-  const level = loss > 5 || rtt > 400 ? "poor" : loss > 1 || rtt > 200 ? "fair" : "good";
-  const parts = [`${level[0].toUpperCase()}${level.slice(1)}`];
-  if (stats.round_trip_ms != null) parts.push(`${stats.round_trip_ms} ms`);
-  if (stats.packet_loss_pct != null) parts.push(`${Number(stats.packet_loss_pct).toFixed(1)}% loss`);
-  qualityByRole[stats.role] = { level, text: parts.join(", ") };
-  const order = ["good", "fair", "poor"];
+  qualityByRole[stats.role] = { level: levelOf(stats), text: describe(stats) };
+  renderQuality(stats.source || "server");
+}
+
+function renderQuality(source) {
   const worst = Object.values(qualityByRole).reduce(
-    (a, b) => (order.indexOf(b.level) > order.indexOf(a) ? b.level : a),
+    (a, b) => (LEVEL_ORDER.indexOf(b.level) > LEVEL_ORDER.indexOf(a) ? b.level : a),
     "good",
   );
   const lines = [];
@@ -333,7 +337,8 @@ function showQuality(stats) {
   if (qualityByRole.client) lines.push(`Client: ${qualityByRole.client.text}`);
   const quality = $("#quality");
   quality.dataset.level = worst;
-  quality.dataset.source = stats.source || "server";
+  if (source) quality.dataset.source = source;
+  quality.dataset.client = qualityByRole.client ? qualityByRole.client.level : "unknown";
   quality.textContent = `Connection — ${lines.join(" · ")}`;
 }
 
