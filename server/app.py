@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from server import call_pages, health, pages, practices_api
+from server import call_pages, health, pages
+from server.api_routes import add_api_routes
 from server.appkeys import (
     CONFIG,
     DB,
@@ -22,7 +23,6 @@ from server.appkeys import (
     TOKENS,
     NodeHealth,
 )
-from server.auth import routes as auth_routes
 from server.auth.ended_sessions import OpenSessions
 from server.auth.passwords import MAX_WAITING_HASHES, PasswordWorkers, hashing_threads
 from server.auth.tokens import TokenIssuer
@@ -35,9 +35,9 @@ from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
 from server.http import error_middleware, finish_changes_middleware
 from server.keys import Keys
+from server.openapi import openapi_document
 from server.security_headers import add_security_headers
 from server.wallet import api as wallet_api
-from server.webhooks import api as webhooks_api
 from server.webhooks.worker import webhook_worker
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,11 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(outbox_worker)
     app.cleanup_ctx.append(webhook_worker)
 
-    health.add_routes(app)
-    auth_routes.add_routes(app)
-    practices_api.add_routes(app)
+    add_api_routes(app)
+    app.router.add_get("/api/openapi.json", openapi_document)
     wallet_api.add_routes(app)
     diary_api.add_routes(app)
     calls_api.add_routes(app)
-    webhooks_api.add_routes(app)
     pages.add_routes(app)
     call_pages.add_routes(app)
     return app

@@ -68,9 +68,3 @@ def metrics_middleware(
             latency.labels(name).observe(time.perf_counter() - started)
 
     return middleware
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)

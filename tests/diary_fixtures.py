@@ -60,7 +60,7 @@ class SmtpServer:
         return [m for m in self.received if m["To"] == address]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -71,7 +71,7 @@ def _free_port() -> int:
 def running_smtp_server() -> Iterator[SmtpServer]:
     """A real SMTP server on 127.0.0.1 (tests wrap it in their own ``smtp_server`` fixture)."""
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield SmtpServer("127.0.0.1", controller.port, handler)

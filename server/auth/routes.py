@@ -106,9 +106,3 @@ async def me(request: web.Request) -> web.Response:
             "csrf_token": request.app[TOKENS].csrf_token(staff.jti),
         }
     )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/login", login)
-    app.router.add_post("/api/logout", logout)
-    app.router.add_get("/api/me", me)

@@ -7,18 +7,14 @@ from aiohttp import web
 from server.appkeys import DB
 from server.auth.session import current_staff
 from server.calls import audit, network_check, sockets
-from server.calls.client_entry import join_with_link
-from server.calls.start import close_video, start_video
 from server.diary.appointments import appointment_for_call
 from server.http import json_response, not_found, parse_uuid
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/appointments/{appointment_id}/video/start", start_video)
-    app.router.add_post("/api/appointments/{appointment_id}/video/close", close_video)
-    app.router.add_get("/api/appointments/{appointment_id}/audit", call_audit)
-    app.router.add_post("/api/links/{token}/join", join_with_link)
-    network_check.add_routes(app)
+    """The call engine's routes outside the API table (server/api_routes.py): the socket,
+    and the network checks' background context."""
+    network_check.add_context(app)
     sockets.add_routes(app)
 
 

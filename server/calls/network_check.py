@@ -150,10 +150,9 @@ async def _network_checks(app: web.Application) -> AsyncIterator[None]:
     await checks.close()
 
 
-def add_routes(app: web.Application) -> None:
+def add_context(app: web.Application) -> None:
+    """The node's network checks (their routes are in server/api_routes.py)."""
     app.cleanup_ctx.append(_network_checks)
-    app.router.add_post("/api/links/{token}/network-check", start_check)
-    app.router.add_get("/api/links/{token}/network-check/{check_id}", check_result)
 
 
 async def start_check(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from server import practices
 from server.appkeys import CONFIG, DB
 from server.auth.session import Staff, current_staff, require_role
 from server.calls.closing import close_waiting_room
-from server.diary import appointments, booking, changes, links_api, templates_api
+from server.diary import appointments, booking, changes, links_api
 from server.diary.booking import BookingRequest, BookingResult, PlannedOccurrence
 from server.diary.errors import DiaryError
 from server.diary.links import LinkSigner
@@ -288,15 +288,5 @@ async def rebook_appointment(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Every route of the diary: appointments, message templates and clients' links."""
-    r = app.router
-    r.add_get("/api/appointments", list_appointments)
-    r.add_post("/api/appointments", book_appointments)
-    r.add_post("/api/appointments/preview", preview_booking)
-    r.add_get("/api/appointments/{appointment_id}", get_appointment)
-    r.add_get("/api/appointments/{appointment_id}/summary", get_summary)
-    r.add_post("/api/appointments/{appointment_id}/cancel", cancel_appointment)
-    r.add_post("/api/appointments/{appointment_id}/move", move_appointment)
-    r.add_post("/api/appointments/{appointment_id}/rebook", rebook_appointment)
-    templates_api.add_routes(app)
+    """The diary's routes outside the API table (server/api_routes.py): the link page."""
     links_api.add_routes(app)

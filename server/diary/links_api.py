@@ -125,4 +125,3 @@ async def link_page(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v/{token}", link_page)
-    app.router.add_get("/api/links/{token}", link_status)

@@ -151,11 +151,3 @@ async def preview_template(request: web.Request) -> web.Response:
             "body": fill_video_link(rendered.body, SAMPLE_LINK),
         }
     )
-
-
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/api/message-templates", list_templates)
-    r.add_post("/api/message-templates/preview", preview_template)
-    r.add_put("/api/message-templates/{trigger}/{channel}", save_template)
-    r.add_delete("/api/message-templates/{trigger}/{channel}", reset_template)

@@ -23,7 +23,7 @@ from server.auth.session import Staff, current_staff, held_open, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 from server.query import int_in_range, invalid_parameter, query_day, query_int, query_text
 from server.validation import EARLIEST_DAY
-from server.wallet import dashboard, ledger, mandates, pages, webhooks
+from server.wallet import dashboard, ledger, mandates, pages
 from server.wallet.bundles import format_balance, price_list
 from server.wallet.checkout import (
     NoMandate,
@@ -358,24 +358,7 @@ def _csv_response(text: str, filename: str) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Routes, webhooks, the dashboard page, and the wallet's background context."""
+    """The dashboard page and the wallet's background context (the API routes and provider
+    callbacks are in server/api_routes.py)."""
     app.cleanup_ctx.append(wallet_context)
-    r = app.router
-    r.add_get("/api/minutes", summary)
-    r.add_get("/api/minutes/bundles", bundles)
-    r.add_get("/api/minutes/precall", precall)
-    r.add_get("/api/minutes/settings", get_settings)
-    r.add_put("/api/minutes/settings", put_settings)
-    r.add_get("/api/minutes/purchases", list_purchase_history)
-    r.add_post("/api/minutes/purchases", create_purchase)
-    r.add_get("/api/minutes/purchases/{purchase_id}", get_one_purchase)
-    r.add_post("/api/minutes/purchases/{purchase_id}/reconcile", reconcile)
-    r.add_get("/api/minutes/purchases/{purchase_id}/paypal-return", paypal_returned)
-    r.add_get("/api/minutes/purchases/{purchase_id}/paypal-cancel", paypal_cancelled)
-    r.add_get("/api/minutes/usage", usage)
-    r.add_get("/api/minutes/ledger", ledger_entries)
-    r.add_get("/api/minutes/live", live)
-    r.add_get("/api/minutes/export/usage.csv", export_usage)
-    r.add_get("/api/minutes/export/purchases.csv", export_purchases)
-    webhooks.add_routes(app)
     pages.add_routes(app)

@@ -202,8 +202,3 @@ async def _apply(
         # Capturing an approved order failed: the provider will call again, or reconcile.
         raise ApiError(503, "provider_unavailable", f"could not capture: {exc}") from None
     return transition is not None and transition.changed
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/webhooks/gocardless", gocardless_webhook)
-    app.router.add_post("/webhooks/paypal", paypal_webhook)

@@ -107,12 +107,3 @@ async def send_test_event(request: web.Request) -> web.Response:
 async def list_deliveries(request: web.Request) -> web.Response:
     staff = await require_role(request, "site_admin", action="see the webhook deliveries")
     return json_response(await store.delivery_log(request.app[DB], staff.practice_id))
-
-
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/api/webhooks", get_endpoint)
-    r.add_put("/api/webhooks", put_endpoint)
-    r.add_delete("/api/webhooks", delete_endpoint)
-    r.add_post("/api/webhooks/test", send_test_event)
-    r.add_get("/api/webhooks/deliveries", list_deliveries)
