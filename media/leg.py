@@ -1,9 +1,10 @@
 """One media leg: the server-side RTCPeerConnection of one participant.
 
 A leg always has one audio and one video transceiver whose receivers are taken over by
-`forward.IngressPort` (media is read and dropped while the participant is alone) and whose
-senders are fed by `forward.EgressPort`. It reports its status to listeners:
-`connection_state` (aiortc's) and `media_flowing` (RTP arrived within the last
+`aiortc_adapter.IngressPort` (media is read and dropped while the participant is alone)
+and whose senders are fed by `aiortc_adapter.EgressPort`; once negotiated, a
+`DatagramTap` on its ICE connection lets streams take the fast path. It reports its status
+to listeners: `connection_state` (aiortc's) and `media_flowing` (RTP arrived within the last
 `silence_timeout_s`). The meter bills a participant while `LegStatus.is_live`.
 
 aiortc has no ICE restart (`restartIce`, `iceRestart` offers) and cannot renegotiate
@@ -29,8 +30,9 @@ from aiortc import (
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from media.forward import MEDIA_KINDS, EgressPort, EgressTrack, IngressPort, MediaKind
+from media.aiortc_adapter import DatagramTap, EgressPort, EgressTrack, IngressPort
 from media.ice import is_mdns_candidate, remove_mdns_candidates, rewrite_host_candidates
+from media.kinds import MEDIA_KINDS, MediaKind
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class LegSettings:
     watch_interval_s: float = 0.25
     # Advertised instead of private host addresses (server behind a 1:1 NAT).
     public_ip: str | None = None
+    # Forward the common packet in the datagram callback, on the bytes (media/fastpath.py);
+    # False keeps every packet on aiortc's own receive path.
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,9 @@ class MediaLeg:
             self._tracks.append(track)
             transceiver = self._pc.addTransceiver(track, direction="sendrecv")
             transceiver.setCodecPreferences(self._codec_preferences(kind))
-            self._ingress[kind] = IngressPort(transceiver.receiver, kind)
+            self._ingress[kind] = IngressPort(transceiver, kind)
             self._egress[kind] = EgressPort(transceiver, kind)
+        self._taps: dict[int, DatagramTap] = {}
         self._listeners: list[StatusListener] = []
         self._status = LegStatus("new", media_flowing=False)
         self._watch_task: asyncio.Task[None] | None = None
@@ -113,6 +119,7 @@ class MediaLeg:
         offer = RTCSessionDescription(sdp=remove_mdns_candidates(offer_sdp), type="offer")
         await self._pc.setRemoteDescription(offer)
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._tap_datagrams()
         self._start_watching()
         return self._local_sdp()
 
@@ -127,6 +134,16 @@ class MediaLeg:
         self._assert_open()
         answer = RTCSessionDescription(sdp=remove_mdns_candidates(answer_sdp), type="answer")
         await self._pc.setRemoteDescription(answer)
+        self._tap_datagrams()
+
+    def _tap_datagrams(self) -> None:
+        """Once negotiated (BUNDLE has picked the transports), tap each one's datagrams."""
+        for port in self._ingress.values():
+            transport = port.transport
+            tap = self._taps.get(id(transport))
+            if tap is None:
+                tap = self._taps[id(transport)] = DatagramTap(transport)
+            port.fast_routes = tap.routes
 
     async def add_remote_candidate(
         self, candidate: str | None, sdp_mid: str | None = None, sdp_mline_index: int | None = 0
@@ -182,7 +199,7 @@ class MediaLeg:
         return self._egress.get(kind)
 
     def last_media_at(self) -> float | None:
-        """time.monotonic() of the last RTP packet from the participant, if any."""
+        """time.monotonic() of the last RTP packet from the participant, if any (both paths)."""
         times = [p.last_packet_at for p in self._ingress.values() if p.last_packet_at]
         return max(times) if times else None
 
@@ -226,7 +243,7 @@ class MediaLeg:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         for port in self._ingress.values():
-            port.sink = None
+            port.consumer = None
         await self._pc.close()
         for track in self._tracks:
             track.stop()
