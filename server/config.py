@@ -152,6 +152,7 @@ class Config:
     # A client's link stays checkable this long after the appointment's end, then is "past".
     link_grace_minutes: int = 120
     log_format: str = "text"  # "text" for people, "json" for production log collectors
+    event_loop: str = "uvloop"  # falls back to "asyncio" where uvloop is not installed
 
     @property
     def base_url(self) -> str:
@@ -253,6 +254,7 @@ SETTINGS: dict[str, str] = {
     "outbox_lease_seconds": "how long a worker holds a claimed message before others retry it",
     "link_grace_minutes": "minutes after an appointment's end that its link still opens",
     "log_format": "text or json",
+    "event_loop": "uvloop (the default; asyncio where it is not installed) or asyncio",
     "payments_provider": "sandbox (purchases confirm at once, for demos) or live",
     "gocardless_base_url": "GoCardless API URL (Direct Debit purchases)",
     "gocardless_access_token": "GoCardless access token",
@@ -348,6 +350,7 @@ def _build(raw: dict[str, str]) -> Config:
         kwargs["cookie_secure"] = _parse_bool("cookie_secure", raw["cookie_secure"])
     for choice_name, allowed in (
         ("log_format", ("text", "json")),
+        ("event_loop", ("uvloop", "asyncio")),
         ("sms_provider", SMS_PROVIDERS),
         ("email_provider", EMAIL_PROVIDERS),
     ):
