@@ -346,6 +346,25 @@ class DatagramTap:
         _private(transport, "_rx_srtp")
         _private(transport, "_RTCDtlsTransport__rx_bytes")
         setattr(connection, "data_received", self._on_datagram)  # noqa: B010
+        # aioice first tries to parse every datagram as STUN: skip that for SRTP/SRTCP
+        # (first byte 128-191, RFC 7983) on our plain UDP sockets; TURN relays still
+        # come through `data_received` above.
+        for protocol in _private(connection, "_protocols"):
+            if type(protocol) is StunProtocol:
+                self._tap_protocol(protocol)
+
+    def _tap_protocol(self, protocol: StunProtocol) -> None:
+        stun_received = protocol.datagram_received
+        component = protocol.local_candidate.component
+        on_datagram = self._on_datagram
+
+        def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+            if type(data) is bytes and data and 127 < data[0] < 192:
+                on_datagram(data, component)
+            else:
+                stun_received(data, addr)
+
+        setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
 
     def _on_datagram(self, data: bytes, component: int) -> None:
         if is_rtp_not_rtcp(data) and not has_csrcs(data):
@@ -426,6 +445,10 @@ class EgressPort:
         # `state` builds a string on every call; this runs once per forwarded packet.
         return bool(self._sender.transport._state is DtlsState.CONNECTED)
 
+    def can_send(self, max_backlog_bytes: int) -> bool:
+        """Connected, and the socket's write buffer holds no more than `max_backlog_bytes`."""
+        return self.is_ready() and self.backlog_bytes() <= max_backlog_bytes
+
     def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
         """The payload type this leg negotiated for `codec` (legs may number them apart)."""
         key = codec.mimeType.lower()
@@ -502,8 +525,10 @@ class EgressPort:
         # and the counters its RTCP sender reports are built from.
         self._history.put(seq, data)
         sender = self._internals
-        sender._RTCRtpSender__ntp_timestamp = _ntp_now()
-        sender._RTCRtpSender__rtp_timestamp = ts
+        if not self.packets_sent & 7:
+            # The SR's (NTP, RTP timestamp) pair need only describe one recent packet.
+            sender._RTCRtpSender__ntp_timestamp = _ntp_now()
+            sender._RTCRtpSender__rtp_timestamp = ts
         sender._RTCRtpSender__octet_count += payload_size
         sender._RTCRtpSender__packet_count += 1
         self.packets_sent += 1
@@ -664,7 +689,7 @@ async def check_aiortc_internals() -> list[str]:
             ),
             (sender.transport._rtp_header_extensions_map, ("_HeaderExtensionsMap__ids",)),
             (sender.transport.transport, ("_connection", "_send")),
-            (connection, ("_queue", "_nominated", "data_received")),
+            (connection, ("_queue", "_nominated", "_protocols", "data_received")),
         ):
             for name in names:
                 if not hasattr(obj, name):

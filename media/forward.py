@@ -153,7 +153,7 @@ class StreamForwarder:
                 self._bytes_compatible = self._fast_path_allowed
             self._drop(seq)
             return None
-        if not egress.is_ready() or egress.backlog_bytes() > MAX_EGRESS_BACKLOG_BYTES:
+        if not egress.can_send(MAX_EGRESS_BACKLOG_BYTES):
             self._drop(seq)
             return None
         return egress

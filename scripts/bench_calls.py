@@ -321,7 +321,10 @@ async def run_point(
             command += ["--setup", str(setup)]
         peers.append(
             await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=1 << 26,  # RESULT carries every latency sample of the window
             )
         )
         start += size
