@@ -1,7 +1,9 @@
 """Media layer: one aiortc leg per participant, forwarding between legs, ICE config, stats.
 
-`leg.MediaLeg` owns one server-side RTCPeerConnection; `forward.Relay` forwards RTP between
-the two legs of a call without decoding (the only module touching aiortc internals);
+`leg.MediaLeg` owns one server-side RTCPeerConnection; `relay.Relay` forwards RTP between
+the two legs of a call without decoding, one `forward.StreamForwarder` per direction and
+kind, on the bytes where it can (`fastpath`), with `sequence` rewriting numbers and
+`keyframes` gating video; `aiortc_adapter` is the only module touching aiortc internals;
 `ice` builds STUN/TURN configuration; `stats` samples per-leg quality; `call.CallMedia`
 ties them together for the signalling layer. Nothing here imports `server` or `signalling`.
 """

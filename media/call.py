@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from aiortc import RTCConfiguration
 
-from media.forward import Relay, Side
 from media.leg import LegSettings, LegStatus, MediaLeg
+from media.relay import Relay, Side
 from media.stats import LegQuality, sample_leg_quality
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class CallMedia:
         self._on_status = on_status
         self._legs: dict[Side, MediaLeg] = {}
         self._quality: dict[Side, LegQuality] = {}
-        self.relay = Relay()
+        self.relay = Relay(fast_path=self._settings.fast_path)
 
     def leg(self, side: Side) -> MediaLeg | None:
         return self._legs.get(side)

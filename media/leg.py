@@ -1,9 +1,10 @@
 """One media leg: the server-side RTCPeerConnection of one participant.
 
 A leg always has one audio and one video transceiver whose receivers are taken over by
-`forward.IngressPort` (media is read and dropped while the participant is alone) and whose
-senders are fed by `forward.EgressPort`. It reports its status to listeners:
-`connection_state` (aiortc's), `media_flowing` (RTP arrived within the last
+`aiortc_adapter.IngressPort` (media is read and dropped while the participant is alone)
+and whose senders are fed by `aiortc_adapter.EgressPort`; once negotiated, a
+`DatagramTap` on its ICE connection lets streams take the fast path. It reports its status
+to listeners: `connection_state` (aiortc's), `media_flowing` (RTP arrived within the last
 `silence_timeout_s`) and `feedback_flowing` (for a receive-only participant, one that sent
 no RTP on this leg: RTCP about what we send, such as receiver reports, arrived within
 `feedback_timeout_s`; a browser that joined without camera or microphone shows life only
@@ -31,13 +32,14 @@ from aiortc import (
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from media.forward import MEDIA_KINDS, EgressPort, EgressTrack, IngressPort, MediaKind
+from media.aiortc_adapter import DatagramTap, EgressPort, EgressTrack, IngressPort
 from media.ice import (
     is_mdns_candidate,
     parse_candidate,
     remove_mdns_candidates,
     rewrite_host_candidates,
 )
+from media.kinds import MEDIA_KINDS, MediaKind
 from media.ports import PortRange, confine_to_port_range
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,9 @@ class LegSettings:
     public_ipv6: str | None = None
     # UDP ports the leg's sockets bind to (a firewall's opening); None: any port.
     ports: PortRange | None = None
+    # Forward the common packet in the datagram callback, on the bytes (media/fastpath.py);
+    # False keeps every packet on aiortc's own receive path.
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,11 @@ class MediaLeg:
             self._tracks.append(track)
             transceiver = self._pc.addTransceiver(track, direction="sendrecv")
             transceiver.setCodecPreferences(self._codec_preferences(kind))
-            self._ingress[kind] = IngressPort(transceiver.receiver, kind)
+            self._ingress[kind] = IngressPort(transceiver, kind)
             self._egress[kind] = EgressPort(transceiver, kind)
         if self._settings.ports is not None:
             confine_to_port_range(self._pc, self._settings.ports)
+        self._taps: dict[int, DatagramTap] = {}
         self._listeners: list[StatusListener] = []
         self._status = LegStatus("new", media_flowing=False)
         self._watch_task: asyncio.Task[None] | None = None
@@ -133,6 +139,7 @@ class MediaLeg:
         offer = RTCSessionDescription(sdp=remove_mdns_candidates(offer_sdp), type="offer")
         await self._pc.setRemoteDescription(offer)
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._tap_datagrams()
         self._start_watching()
         return self._local_sdp()
 
@@ -147,6 +154,16 @@ class MediaLeg:
         self._assert_open()
         answer = RTCSessionDescription(sdp=remove_mdns_candidates(answer_sdp), type="answer")
         await self._pc.setRemoteDescription(answer)
+        self._tap_datagrams()
+
+    def _tap_datagrams(self) -> None:
+        """Once negotiated (BUNDLE has picked the transports), tap each one's datagrams."""
+        for port in self._ingress.values():
+            transport = port.transport
+            tap = self._taps.get(id(transport))
+            if tap is None:
+                tap = self._taps[id(transport)] = DatagramTap(transport)
+            port.fast_routes = tap.routes
 
     async def add_remote_candidate(
         self, candidate: str | None, sdp_mid: str | None = None, sdp_mline_index: int | None = 0
@@ -202,7 +219,7 @@ class MediaLeg:
         return self._egress.get(kind)
 
     def last_media_at(self) -> float | None:
-        """time.monotonic() of the last RTP packet from the participant, if any."""
+        """time.monotonic() of the last RTP packet from the participant, if any (both paths)."""
         times = [p.last_packet_at for p in self._ingress.values() if p.last_packet_at]
         return max(times) if times else None
 
@@ -260,7 +277,7 @@ class MediaLeg:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
         for port in self._ingress.values():
-            port.sink = None
+            port.consumer = None
         await self._pc.close()
         for track in self._tracks:
             track.stop()

@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,10 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters  # noqa: E402
 from aiortc.rtp import RtpPacket  # noqa: E402
 
-from media.forward import IngressPort, MediaKind, Side, is_vp8_keyframe_start  # noqa: E402
+from media.aiortc_adapter import IngressPort  # noqa: E402
+from media.keyframes import is_vp8_keyframe_start  # noqa: E402
+from media.kinds import MediaKind  # noqa: E402
+from media.relay import Side  # noqa: E402
 
 LOOPBACK = RTCConfiguration(iceServers=[])
 VIDEO_CLOCK, AUDIO_RATE, FPS = 90000, 48000, 30
@@ -169,6 +173,26 @@ class Reception:
     recording: bool = False
 
 
+class ReceivedPackets:
+    """A stream consumer for a peer's ingress port: hands parsed packets to a callback."""
+
+    takes_bytes = False
+
+    def __init__(self, sink: Callable[[RtpPacket, RTCRtpCodecParameters], None]) -> None:
+        self._sink = sink
+
+    def forward_packet(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        self._sink(packet, codec)
+
+    def forward_bytes(
+        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int
+    ) -> None:
+        raise AssertionError("a peer's port has no fast path")
+
+    def shed(self, seq: int) -> None:
+        pass
+
+
 class Peer:
     """A browser stand-in: sends the looped clip, counts what it receives without decoding."""
 
@@ -188,11 +212,13 @@ class Peer:
                 setattr(sender, "_send_keyframe", track.jump_to_keyframe)  # noqa: B010
         for transceiver in self.pc.getTransceivers():
             kind: MediaKind = "video" if transceiver.kind == "video" else "audio"
-            port = IngressPort(transceiver.receiver, kind)
-            port.sink = self._video_sink if kind == "video" else self._audio_sink
+            port = IngressPort(transceiver, kind)
+            port.consumer = ReceivedPackets(
+                self._video_sink if kind == "video" else self._audio_sink
+            )
             self._ports.append(port)
 
-    async def _video_sink(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def _video_sink(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         payload = packet.payload
         if not payload or not payload[0] & 0x10 or payload[0] & 0x07:
             return  # not the first packet of a frame
@@ -208,7 +234,7 @@ class Peer:
             _, data = VpxPayloadDescriptor.parse(payload)
             self._record_latency("video", data[:KEY_BYTES], now)
 
-    async def _audio_sink(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def _audio_sink(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         if self.reception.recording:
             self._record_latency("audio", packet.payload[:KEY_BYTES], time.monotonic())
 

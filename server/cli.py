@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server import event_loop
 from server.app import create_app
 from server.appkeys import DB, HEALTH
 from server.config import SETTINGS, Config, ConfigError, load_config
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_check_ledger(config))
         if args.command == "check":
             return asyncio.run(_check_connectivity(config))
-        return asyncio.run(_serve(config, demo=args.command == "demo"))
+        return event_loop.run(_serve(config, demo=args.command == "demo"), config.event_loop)
     except (ConfigError, EmbeddedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

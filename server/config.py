@@ -480,6 +480,12 @@ class Config:
         help="text for people, json (one object per line) for log collectors",
         choices=("text", "json"),
     )
+    event_loop: str = setting(
+        "uvloop",
+        env="EVENT_LOOP",
+        help="uvloop (the default; plain asyncio where uvloop is not installed) or asyncio",
+        choices=("uvloop", "asyncio"),
+    )
 
     @property
     def base_url(self) -> str:

@@ -49,10 +49,10 @@ from aiortc import RTCConfiguration
 from prometheus_client import CollectorRegistry
 
 from media.call import CallMedia
-from media.forward import Side
 from media.ice import IceSettings, browser_ice_servers, server_rtc_configuration
 from media.leg import LegSettings, LegStatus
 from media.ports import PortRange
+from media.relay import Side
 from server.calls.hub import SocketHub
 from server.calls.media_quality import LegQualityReporter
 from server.config import Config

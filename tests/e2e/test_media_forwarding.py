@@ -13,13 +13,10 @@ import pytest
 from aiortc import RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
+from media.aiortc_adapter import MAX_INGRESS_BACKLOG_PACKETS
 from media.call import CallMedia
-from media.forward import (
-    MAX_INGRESS_BACKLOG_PACKETS,
-    Relay,
-    Side,
-)
 from media.leg import LegSettings, LegStatus, MediaLeg
+from media.relay import Relay, Side
 from media.stats import sample_leg_quality
 from tests.e2e.conftest_media import (
     LOOPBACK_CONFIG,

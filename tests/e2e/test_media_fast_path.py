@@ -1,0 +1,204 @@
+"""The fast path (bytes in the datagram callback) against the slow path (aiortc's RtpPackets).
+
+Two aiortc peers through two server legs and the relay, in-process, as in
+test_media_forwarding.py; each scenario runs on both paths, and what the receiving peer
+gets is compared with what the sending peer sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiortc.codecs import is_rtx
+from aiortc.rtp import RtpPacket, is_rtcp
+
+from media.leg import MediaLeg
+from media.relay import Relay, Side
+from tests.e2e.conftest_media import BrowserPeer, close_all, connect, new_leg, wait_for
+
+pytestmark = pytest.mark.timeout(40)
+
+
+@dataclass(frozen=True)
+class Seen:
+    seq: int
+    ts: int
+    marker: int
+    payload: bytes
+    abs_send_time: int | None
+
+
+def record_sent_video(peer: BrowserPeer) -> list[Seen]:
+    """What the peer's video sender puts on the wire (plain RTP, before SRTP)."""
+    sender: Any = next(s for s in peer.pc.getSenders() if s.kind == "video")
+    transport: Any = sender.transport
+    extensions = transport._rtp_header_extensions_map
+    sent: list[Seen] = []
+    original = transport._send_rtp
+
+    async def send_rtp(data: bytes) -> None:
+        if not is_rtcp(data):
+            packet = RtpPacket.parse(data, extensions)
+            if packet.ssrc == sender._ssrc:
+                sent.append(_seen(packet))
+        await original(data)
+
+    transport._send_rtp = send_rtp
+    return sent
+
+
+def record_received(peer: BrowserPeer, kind: str) -> tuple[list[Seen], list[Seen]]:
+    """(media, retransmissions) as the peer's receiver of `kind` gets them."""
+    receiver: Any = next(t.receiver for t in peer.pc.getTransceivers() if t.kind == kind)
+    media: list[Seen] = []
+    retransmitted: list[Seen] = []
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)
+        if codec is not None and is_rtx(codec):
+            retransmitted.append(_seen(packet))
+        elif codec is not None:
+            media.append(_seen(packet))
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle
+    return media, retransmitted
+
+
+def _seen(packet: RtpPacket) -> Seen:
+    return Seen(
+        packet.sequence_number,
+        packet.timestamp,
+        packet.marker,
+        packet.payload,
+        packet.extensions.abs_send_time,
+    )
+
+
+def assert_forwarded_unchanged(sent: list[Seen], received: list[Seen]) -> None:
+    """Received = a stretch of what was sent, renumbered by a constant offset, in order."""
+    assert len(received) > 50
+    by_payload = {item.payload: index for index, item in enumerate(sent)}
+    start = by_payload[received[0].payload]
+    stretch = sent[start : start + len(received)]
+    assert [r.payload for r in received] == [s.payload for s in stretch]
+    assert [r.marker for r in received] == [s.marker for s in stretch]
+    assert [r.abs_send_time for r in received] == [s.abs_send_time for s in stretch]
+    seq_offsets = {(r.seq - s.seq) & 0xFFFF for r, s in zip(received, stretch, strict=True)}
+    ts_offsets = {(r.ts - s.ts) & 0xFFFFFFFF for r, s in zip(received, stretch, strict=True)}
+    assert len(seq_offsets) == 1 and len(ts_offsets) == 1
+
+
+def assert_no_decoder_threads(*legs: MediaLeg) -> None:
+    for leg in legs:
+        for kind in ("audio", "video"):
+            port = leg.ingress(kind)
+            assert port is not None
+            receiver: Any = port.receiver
+            assert receiver._RTCRtpReceiver__decoder_thread is None
+
+
+async def start_call(fast_path: bool) -> tuple[BrowserPeer, BrowserPeer, MediaLeg, MediaLeg, Relay]:
+    clinician, client = BrowserPeer("clinician", 60), BrowserPeer("client", 200)
+    leg_a, leg_b = new_leg("clinician"), new_leg("client")
+    relay = Relay(fast_path=fast_path)
+    await connect(clinician, leg_a)
+    await relay.attach(Side.CLINICIAN, leg_a)
+    await connect(client, leg_b)
+    await relay.attach(Side.CLIENT, leg_b)
+    return clinician, client, leg_a, leg_b, relay
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "slow"])
+async def test_both_paths_forward_the_same_packets(fast_path: bool) -> None:
+    clinician, client, leg_a, leg_b, relay = await start_call(fast_path)
+    try:
+        sent = record_sent_video(clinician)
+        received, _ = record_received(client, "video")
+        await wait_for(lambda: len(received) > 80, within=10)
+        assert_forwarded_unchanged(sent, received)
+        video = relay.stream(Side.CLINICIAN, "video").counters
+        audio = relay.stream(Side.CLIENT, "audio").counters
+        if fast_path:
+            # After the first packet of each stream (which aiortc routes), all are fast.
+            assert video.forwarded - video.forwarded_on_fast_path <= 2
+            assert audio.forwarded - audio.forwarded_on_fast_path <= 2
+        else:
+            assert video.forwarded_on_fast_path == audio.forwarded_on_fast_path == 0
+        assert video.forwarded > 80 and audio.forwarded > 50
+        # The participant stays live for the meter on either path (R-M8).
+        assert leg_a.status.is_live and leg_b.status.is_live
+        assert_no_decoder_threads(leg_a, leg_b)
+        assert not [t for t in threading.enumerate() if t.name.endswith("-decoder")][4:]
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "slow"])
+async def test_a_nack_is_answered_with_rtx_from_the_egress_history(fast_path: bool) -> None:
+    clinician, client, leg_a, leg_b, _ = await start_call(fast_path)
+    try:
+        received, retransmitted = record_received(client, "video")
+        await wait_for(lambda: len(received) > 30, within=10)
+        egress = leg_b.egress("video")
+        assert egress is not None
+        wanted = received[-5]
+        receiver: Any = next(t.receiver for t in client.pc.getTransceivers() if t.kind == "video")
+        await receiver._send_rtcp_nack(egress.ssrc, [wanted.seq])
+        await wait_for(lambda: len(retransmitted) > 0, within=3)
+        # RFC 4588: the original sequence number, then the original payload.
+        rtx = retransmitted[0]
+        assert int.from_bytes(rtx.payload[:2], "big") == wanted.seq
+        assert rtx.payload[2:] == wanted.payload
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "slow"])
+async def test_feedback_passes_upstream_on_both_paths(fast_path: bool) -> None:
+    clinician, client, leg_a, leg_b, relay = await start_call(fast_path)
+    try:
+        stream = relay.stream(Side.CLINICIAN, "video")
+        await wait_for(lambda: client.received.video_frames > 10, within=10)
+        # PLI from the receiving browser reaches the sending one.
+        before = stream.counters.keyframe_requests_upstream
+        egress = leg_b.egress("video")
+        assert egress is not None
+        receiver: Any = next(t.receiver for t in client.pc.getTransceivers() if t.kind == "video")
+        await asyncio.sleep(0.3)  # past the keyframe request rate limit
+        await receiver._send_rtcp_pli(egress.ssrc)
+        await wait_for(lambda: stream.counters.keyframe_requests_upstream > before, within=2)
+        assert stream.counters.keyframe_requests_from_receiver >= 1
+        # REMB from the receiving peer (abs-send-time is forwarded as sent) goes upstream.
+        await wait_for(lambda: stream.counters.bandwidth_estimates_passed > 0, within=5)
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
+
+
+async def test_shed_ingress_backlog_goes_through_the_drop_path_and_recovers() -> None:
+    # The slow path is where an ingress backlog can build (aioice's queue).
+    clinician, client, leg_a, leg_b, relay = await start_call(fast_path=False)
+    try:
+        await wait_for(lambda: client.received.video_frames > 5, within=10)
+        stream = relay.stream(Side.CLINICIAN, "video")
+        ingress: Any = leg_a.ingress("video")
+        requests_before = stream.counters.keyframe_requests_upstream
+        real_backlog = ingress.backlog_packets
+        ingress.backlog_packets = lambda: 10_000  # the loop fell far behind
+        try:
+            await wait_for(lambda: ingress.packets_shed > 10, within=3)
+            assert stream.waiting_for_keyframe
+            assert stream.counters.dropped >= ingress.packets_shed
+        finally:
+            ingress.backlog_packets = real_backlog
+        frames = client.received.video_frames
+        await wait_for(lambda: client.received.video_frames > frames + 5, within=3)
+        assert stream.counters.keyframe_requests_upstream > requests_before
+        assert not stream.waiting_for_keyframe
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
