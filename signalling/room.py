@@ -309,7 +309,9 @@ class Room:
             case StartMeter(call_id=call_id, connected=connected, at=at):
                 self._meter.start_call(call_id, self._practice_id, at, connected=connected)
             case MeterConnection(call_id=call_id, role=role, connected=connected, at=at):
-                self._meter.set_connected(call_id, role, connected, at)
+                # Released to another node (graceful stop): its legs closing bill nothing here.
+                with contextlib.suppress(UnknownCall):
+                    self._meter.set_connected(call_id, role, connected, at)
             case FinalMeterReading(call_id=call_id, at=at):
                 # A call taken over by a node that stopped before metering it has no meter.
                 with contextlib.suppress(UnknownCall):

@@ -215,6 +215,8 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
                         await task
                 await hub.close_all(CLOSE_NODE_STOPPING, "server restarting: reconnect")
                 await media.close()
+                for update in list(liveness_updates):
+                    update.cancel()
                 _release_meter(meter)
         # Leaving the flusher wrote the final readings; now any node may take the calls.
         released = await store.release_owned_calls()

@@ -220,12 +220,11 @@ async def get_summary(request: web.Request) -> web.Response:
 
 
 async def _close_empty_waiting_room(
-    request: web.Request, appointment_id: uuid.UUID, reason: str
+    request: web.Request, staff: Staff, appointment_id: uuid.UUID, reason: str
 ) -> None:
     """R-C9: a waiting room open with nobody admitted is closed (anyone waiting is told)
     before the appointment is moved or cancelled; a call in progress is left to the change,
     which refuses it."""
-    staff = await current_staff(request)
     if await appointments.get_appointment(request.app[DB], staff.practice_id, appointment_id):
         with contextlib.suppress(IllegalTransition):
             await close_waiting_room(request.app, appointment_id, SYSTEM, reason)
@@ -239,7 +238,7 @@ async def cancel_appointment(request: web.Request) -> web.Response:
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
     # Every field has a default: an empty body means "cancel this one, tell the client".
     body = await read_body(request, CancelBody) if request.body_exists else CancelBody()
-    await _close_empty_waiting_room(request, appointment_id, "closed_for_cancel")
+    await _close_empty_waiting_room(request, staff, appointment_id, "closed_for_cancel")
     result = await changes.cancel(
         request.app[DB],
         staff.practice_id,
@@ -264,7 +263,7 @@ async def move_appointment(request: web.Request) -> web.Response:
     )
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
     body = await read_body(request, MoveBody)
-    await _close_empty_waiting_room(request, appointment_id, "closed_for_move")
+    await _close_empty_waiting_room(request, staff, appointment_id, "closed_for_move")
     moved = await changes.move(
         request.app[DB], staff.practice_id, appointment_id, body.starts_at, body.clinician_id
     )

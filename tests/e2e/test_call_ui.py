@@ -470,13 +470,18 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
     )
     assert balance == 300 * 60
 
-    # 60 minutes left, 50 of them expected by the admin's open call: the clinician's
-    # 50-minute appointment gets the warning (0 < available < length) and may go ahead.
-    await adjust_balance(db, practice.id, -240 * 60, "test: leave 60 minutes")
+    # 40 minutes left (the admin's open waiting room commits none of them: nobody was
+    # admitted, R-M7): the clinician's 50-minute appointment gets the warning
+    # (0 < available < length), in minutes, and may go ahead.
+    await adjust_balance(db, practice.id, -260 * 60, "test: leave 40 minutes")
     await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
     await expect(
         clinician.get_by_role("heading", name="Not enough video minutes for the whole appointment")
     ).to_be_visible()
+    await expect(clinician.locator("#warning-message")).to_contain_text(
+        "Your balance is 40 minutes, so 40 minutes are available, but this appointment is "
+        "50 minutes long"
+    )
     await screenshot(clinician, "clinician-low-balance-warning")
     await clinician.get_by_role("button", name="Open the waiting room anyway").click()
     await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
