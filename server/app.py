@@ -33,7 +33,12 @@ from server.config import Config, ConfigError
 from server.db import create_pool
 from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
-from server.http import error_middleware, finish_changes_middleware
+from server.http import (
+    error_middleware,
+    finish_changes_middleware,
+    quiet_malformed_http_logs,
+    text_input_middleware,
+)
 from server.keys import Keys
 from server.security_headers import add_security_headers
 from server.wallet import api as wallet_api
@@ -63,11 +68,13 @@ def create_app(config: Config) -> web.Application:
         middlewares=[
             health.metrics_middleware(requests, latency),
             error_middleware,
+            text_input_middleware,
             busy_middleware,
             finish_changes_middleware,
         ],
     )
     app[CONFIG] = config
+    quiet_malformed_http_logs()
     app.on_response_prepare.append(add_security_headers)
     app[KEYS] = Keys(config.redis_prefix)
     app[HEALTH] = NodeHealth()

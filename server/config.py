@@ -131,6 +131,8 @@ class Config:
     port: int = 8080
     public_url: str = ""  # empty: http://HOST:PORT
     max_body_bytes: int = 64 * 1024
+    # Provider callbacks carry batches (a GoCardless batch of 400 events is ~67 KB).
+    webhook_max_body_bytes: int = 1024 * 1024
     drain_seconds: float = 5.0
     node_id: str = field(default_factory=lambda: "node-" + secrets.token_hex(4))
 
@@ -233,6 +235,7 @@ SETTINGS: dict[str, str] = {
     "port": "port to listen on",
     "public_url": "the URL people reach this server at (links in messages use it)",
     "max_body_bytes": "largest accepted request body",
+    "webhook_max_body_bytes": "largest accepted payment provider callback body",
     "drain_seconds": "after SIGTERM, seconds to report not-ready before stopping",
     "node_id": "this node's name in a cluster (default: random)",
     "secret_key": "signs sessions and derives video links (at least 32 characters)",
@@ -344,6 +347,10 @@ def _build(raw: dict[str, str]) -> Config:
         kwargs["pool_wait_seconds"] = wait
     if "max_body_bytes" in raw:
         kwargs["max_body_bytes"] = _parse_int("max_body_bytes", raw["max_body_bytes"], 1024)
+    if "webhook_max_body_bytes" in raw:
+        kwargs["webhook_max_body_bytes"] = _parse_int(
+            "webhook_max_body_bytes", raw["webhook_max_body_bytes"], 1024, 64 * 1024 * 1024
+        )
     if "drain_seconds" in raw:
         kwargs["drain_seconds"] = _parse_float("drain_seconds", raw["drain_seconds"])
     if "session_ttl_seconds" in raw:
