@@ -104,7 +104,7 @@ async def _open_sessions(app: web.Application) -> AsyncIterator[None]:
     sessions = OpenSessions(app[REDIS], subscriber, app[KEYS])
     app[OPEN_SESSIONS] = sessions
     try:
-        async for _ in sessions.run():
+        async with sessions.listening():
             yield
     finally:
         await subscriber.aclose(close_connection_pool=True)
