@@ -67,10 +67,12 @@ def create_app(config: Config) -> web.Application:
         # busy_middleware inside error_middleware: overload is a 503, not a 500.
         middlewares=[
             health.metrics_middleware(requests, latency),
+            # Outside the error mapping: a change whose client left still gets its errors
+            # shaped (and a bug logged) by the middlewares inside.
+            finish_changes_middleware,
             error_middleware,
             text_input_middleware,
             busy_middleware,
-            finish_changes_middleware,
         ],
     )
     app[CONFIG] = config
