@@ -33,7 +33,12 @@ from server.config import Config, ConfigError
 from server.db import create_pool
 from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
-from server.http import error_middleware, finish_changes_middleware
+from server.http import (
+    error_middleware,
+    finish_changes_middleware,
+    quiet_malformed_http_logs,
+    text_input_middleware,
+)
 from server.keys import Keys
 from server.openapi import openapi_document
 from server.security_headers import add_security_headers
@@ -64,12 +69,16 @@ def create_app(config: Config) -> web.Application:
         # busy_middleware inside error_middleware: overload is a 503, not a 500.
         middlewares=[
             health.metrics_middleware(requests, latency),
-            error_middleware,
-            busy_middleware,
+            # Outside the error mapping: a change whose client left still gets its errors
+            # shaped (and a bug logged) by the middlewares inside.
             finish_changes_middleware,
+            error_middleware,
+            text_input_middleware,
+            busy_middleware,
         ],
     )
     app[CONFIG] = config
+    quiet_malformed_http_logs()
     app.on_response_prepare.append(add_security_headers)
     app[KEYS] = Keys(config.redis_prefix)
     app[HEALTH] = NodeHealth()
@@ -99,7 +108,7 @@ async def _open_sessions(app: web.Application) -> AsyncIterator[None]:
     sessions = OpenSessions(app[REDIS], subscriber, app[KEYS])
     app[OPEN_SESSIONS] = sessions
     try:
-        async for _ in sessions.run():
+        async with sessions.listening():
             yield
     finally:
         await subscriber.aclose(close_connection_pool=True)

@@ -385,6 +385,14 @@ class Config:
         minimum=1024,
         maximum=2**31,
     )
+    # Provider callbacks carry batches (a GoCardless batch of 400 events is ~67 KB).
+    webhook_max_body_bytes: int = setting(
+        1024 * 1024,
+        env="WEBHOOK_MAX_BODY_BYTES",
+        help="largest accepted payment provider callback body",
+        minimum=1024,
+        maximum=64 * 1024 * 1024,
+    )
     drain_seconds: float = setting(
         5.0,
         env="DRAIN_SECONDS",

@@ -15,9 +15,10 @@ from typing import Any, NoReturn, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server.appkeys import CONFIG
-from server.validation import first_problem
+from server.validation import first_problem, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,26 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @web.middleware
+async def text_input_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every path parameter and query value is text PostgreSQL can hold (no NUL, valid
+    Unicode), whatever the handler does with it: a NUL in a search was a 500."""
+    for source in (request.match_info, request.query):
+        for name, value in source.items():
+            problem = text_problem(value) or text_problem(name)
+            if problem:
+                raise ApiError(400, "invalid_parameter", f"{name} {problem}", field=name)
+    return await handler(request)
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The raw body with its own size limit (the app's is for API bodies), or 413."""
+    try:
+        return await request.clone(client_max_size=limit).read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "body_too_large", f"request body larger than {limit} bytes") from None
+
+
+@web.middleware
 async def finish_changes_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request whose client goes away is cancelled (the server runs with handler
     cancellation, so a read's query is cancelled with it); a change runs to its end instead,
@@ -149,19 +170,34 @@ async def finish_changes_middleware(request: web.Request, handler: Handler) -> w
     try:
         return await asyncio.shield(change)
     except asyncio.CancelledError:
-        change.add_done_callback(lambda done: _log_orphan(request, done))
+        # Nobody awaits it now: its outcome is retrieved so it is not reported as lost (a
+        # bug in it was logged by error_middleware, which runs inside this one).
+        change.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
 
 
-def _log_orphan(request: web.Request, done: asyncio.Future[web.StreamResponse]) -> None:
-    """The outcome of a change whose client had gone: nobody else will see it."""
-    if done.cancelled():
-        return
-    exc = done.exception()
-    if exc is not None and not isinstance(exc, web.HTTPException):
-        log.error(
-            "unhandled error on %s %s after its client left",
-            request.method,
-            request.path,
-            exc_info=exc,
-        )
+class MalformedHttpLogFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (a bad header, a broken request line) as an
+    ERROR with a traceback: the client's fault, not ours, and noise that hides real errors.
+    Logged as one INFO line instead, naming what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = (
+                "malformed HTTP request refused (%s): %s",
+                (
+                    type(exc).__name__,
+                    exc.message,
+                ),
+            )
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_http_logs() -> None:
+    """Install ``MalformedHttpLogFilter`` on aiohttp's server logger (once per process)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpLogFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedHttpLogFilter())

@@ -124,15 +124,21 @@ class _PageFiles:
         }
 
 
+_MARKER = re.compile(r"\{\{(\w+)\}\}")
+
+
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """Replace each ``{{name}}`` with its already-escaped value; a missing name is a bug."""
-    out = template
-    for name, value in values.items():
-        out = out.replace("{{" + name + "}}", value)
-    if "{{" in out:
-        start = out.index("{{")
-        raise KeyError(f"unfilled page marker {out[start : start + 40]!r}")
-    return out
+    """Replace each ``{{name}}`` of the template with its already-escaped value, in one
+    pass: a value is never searched for markers (a practice named "{{x" was a 500 on every
+    staff page). A marker without a value is a bug."""
+
+    def value_of(marker: re.Match[str]) -> str:
+        name = marker.group(1)
+        if name not in values:
+            raise KeyError(f"unfilled page marker {marker.group(0)!r}")
+        return values[name]
+
+    return _MARKER.sub(value_of, template)
 
 
 def _boot_json(viewer: Viewer) -> str:

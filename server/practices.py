@@ -60,12 +60,23 @@ class DuplicateEmail(Exception):
     pass
 
 
-def valid_timezone(name: str) -> bool:
+MAX_TIMEZONE_CHARS = 64  # the longest IANA name is 32
+
+
+async def valid_timezone(db: Executor, name: str) -> bool:
+    """A zone both Python (``zoneinfo``, for recurrence and display) and PostgreSQL (``AT
+    TIME ZONE``, for the dashboard's days) know: ``localtime`` or ``posixrules`` are files
+    zoneinfo reads but PostgreSQL refuses, which broke the dashboard until changed."""
+    if not 0 < len(name) <= MAX_TIMEZONE_CHARS or name != name.strip():
+        return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
-    return True
+    known = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)", name
+    )
+    return bool(known)
 
 
 _PRACTICE_COLUMNS = (

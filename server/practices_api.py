@@ -6,6 +6,7 @@ its appointment types; any staff member (receptionists book) adds and edits clie
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
@@ -16,7 +17,8 @@ from server.appkeys import DB, PASSWORDS
 from server.auth.session import current_staff, end_sessions_of, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Not blank: at least one character that is not white space.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[0-9+() \-]+$")]
 Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
@@ -103,7 +105,7 @@ async def update_practice(request: web.Request) -> web.Response:
     body = await read_body(request, PracticeChanges)
     changes = _changes(body)
     tz = changes.get("timezone")
-    if isinstance(tz, str) and not practices.valid_timezone(tz):
+    if isinstance(tz, str) and not await practices.valid_timezone(request.app[DB], tz):
         raise ApiError(400, "invalid_body", f"unknown time zone {tz!r}", field="timezone")
     practice = await practices.update_practice(request.app[DB], staff.practice_id, changes)
     if practice is None:
@@ -133,7 +135,7 @@ async def create_user(request: web.Request) -> web.Response:
             password_hash=await request.app[PASSWORDS].hash(body.password),
         )
     except practices.DuplicateEmail:
-        raise ApiError(409, "email_taken", "a user with this email exists", field="email") from None
+        raise await _email_refused(request, staff.practice_id, body.email) from None
     return json_response(user, status=201)
 
 
@@ -169,7 +171,7 @@ async def update_user(request: web.Request) -> web.Response:
     try:
         user = await practices.update_user(db, staff.practice_id, user_id, changes)
     except practices.DuplicateEmail:
-        raise ApiError(409, "email_taken", "a user with this email exists", field="email") from None
+        raise await _email_refused(request, staff.practice_id, body.email) from None
     if user is None:
         not_found("user")
     # A session carries the roles it was issued with: one that now grants more than the
@@ -182,6 +184,20 @@ async def update_user(request: web.Request) -> web.Response:
     ):
         await end_sessions_of(request.app, user_id)
     return json_response(user)
+
+
+async def _email_refused(request: web.Request, practice_id: uuid.UUID, email: object) -> ApiError:
+    """Emails are unique across practices (login is by email), but whether another practice
+    has this one is not this practice's business: only a clash within it is named."""
+    record = await practices.login_record(request.app[DB], str(email))
+    if record is not None and record["practice_id"] == practice_id:
+        return ApiError(409, "email_taken", "a user of this practice has this email", field="email")
+    return ApiError(
+        409,
+        "email_unavailable",
+        "this email cannot be used for an account; use another",
+        field="email",
+    )
 
 
 # --- clients -------------------------------------------------------------------------------

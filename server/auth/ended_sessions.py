@@ -90,8 +90,9 @@ class OpenSessions:
         ]
         await asyncio.gather(*(_close(held) for held in matching))
 
-    async def run(self) -> AsyncIterator[None]:
-        """For ``cleanup_ctx``: listens while the node runs."""
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        """Listens on the channel while the block runs (the node's life)."""
         listener = asyncio.create_task(self.listen(), name="session-end listener")
         try:
             yield

@@ -8,7 +8,6 @@ token in ``X-CSRF-Token``; a Bearer header cannot be sent by another site, so it
 from __future__ import annotations
 
 import contextlib
-import hmac
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ from aiohttp import web
 
 from server.appkeys import CONFIG, KEYS, OPEN_SESSIONS, REDIS, TOKENS
 from server.auth.ended_sessions import SessionsEnded
-from server.auth.tokens import InvalidToken, StaffClaims
+from server.auth.tokens import InvalidToken, StaffClaims, constant_time_equal
 from server.http import ApiError
 
 SESSION_COOKIE = "vc_session"
@@ -82,7 +81,7 @@ async def current_staff(request: web.Request) -> Staff:
         raise _unauthenticated("this account's access has changed; log in again")
     if via_cookie and request.method not in _SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent, tokens.csrf_token(claims.jti)):
+        if not constant_time_equal(tokens.csrf_token(claims.jti), sent):
             raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")
     staff = Staff(
         claims.user_id,

@@ -24,6 +24,14 @@ CALL_AUDIENCE = "videoconsult:call"
 _REQUIRED = ["exp", "aud", "iss", "sub", "jti", "iat"]
 
 
+def constant_time_equal(expected: str, sent: str) -> bool:
+    """Compare a secret with what a request sent, in constant time. ``hmac.compare_digest``
+    raises on non-ASCII text (a 500 for ``X-CSRF-Token: é``); bytes it compares always."""
+    return hmac.compare_digest(
+        expected.encode("utf-8", "surrogateescape"), sent.encode("utf-8", "surrogateescape")
+    )
+
+
 class InvalidToken(Exception):
     """The token is missing, expired, forged or for another audience."""
 

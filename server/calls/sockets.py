@@ -231,6 +231,7 @@ class _Connection:
     async def _close_for_abuse(self, code: str, message: str, close_code: int) -> None:
         """A clear error, then the close: the socket broke a limit every client keeps."""
         self._refused = True
+        log.info("call %s: closing a %s socket: %s", self._call_id, self._role, code)
         await self._error(code, message)
         await self._engine.hub.close_with(self._id, close_code, code)
 

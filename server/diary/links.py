@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from server.auth.tokens import constant_time_equal
 from server.db import Executor
 from server.diary.appointments import AppointmentForCall, appointment_for_link
 
@@ -75,7 +76,7 @@ class LinkSigner:
         link_id = uuid.UUID(bytes=raw[:16])
         # Comparing the whole re-derived token (in constant time) checks the MAC and also
         # refuses the non-canonical base64 spellings of the same bytes.
-        if not hmac.compare_digest(self.token(link_id), token):
+        if not constant_time_equal(self.token(link_id), token):
             return None
         return link_id
 

@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from server.http import ApiError, field_in_error, json_response
+from server.appkeys import CONFIG
+from server.http import ApiError, field_in_error, json_response, read_limited
 from server.wallet.checkout import WalletServices, WebhookEvent, apply_callback
 from server.wallet.payments.gocardless import EVENT_OUTCOME, signature_valid
 from server.wallet.payments.http_json import dig
@@ -73,7 +74,7 @@ async def gocardless_webhook(request: web.Request) -> web.Response:
     secret = services.providers.gocardless_webhook_secret
     if not secret:
         raise ApiError(401, "webhook_not_configured", "GoCardless webhooks are not configured")
-    raw = await request.read()
+    raw = await read_limited(request, request.app[CONFIG].webhook_max_body_bytes)
     signature = request.headers.get("Webhook-Signature", "")
     if not signature:
         raise ApiError(
@@ -116,7 +117,7 @@ async def paypal_webhook(request: web.Request) -> web.Response:
         if not value:
             raise ApiError(401, "missing_signature", f"{header} header missing", field=header)
         headers[header] = value
-    raw = await request.read()
+    raw = await read_limited(request, request.app[CONFIG].webhook_max_body_bytes)
     event: PayPalEvent = _decode(raw, PayPalEvent)
     try:
         as_sent = msgspec.json.decode(raw)  # verified exactly as PayPal sent it

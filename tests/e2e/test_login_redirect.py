@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.support import PASSWORD, PracticeFixture
 
 pytest.register_assert_rewrite("tests.e2e.browser")
 
-from tests.e2e.browser import LiveServer  # noqa: E402
+from tests.e2e.browser import LiveServer, log_in  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
 
@@ -41,3 +41,21 @@ async def test_the_login_page_keeps_a_next_on_the_site(
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(live_server.at("/settings"))
+
+
+@pytest.mark.browser
+async def test_the_minutes_dashboard_works_under_its_content_security_policy(
+    page: Page, browser_context: BrowserContext, live_server: LiveServer, practice: PracticeFixture
+) -> None:
+    # R-A1: the dashboard page gained a CSP (frame-ancestors 'none', own scripts only).
+    violations: list[str] = []
+    page.on(
+        "console", lambda m: violations.append(m.text) if "Content Security" in m.text else None
+    )
+    await log_in(browser_context, live_server, practice.admin.email)
+    response = await page.goto(live_server.at("/admin/minutes"), wait_until="domcontentloaded")
+    assert response is not None
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    await expect(page.locator("#app")).to_be_visible()
+    await expect(page.locator("#balance")).not_to_have_text("—")
+    assert violations == []

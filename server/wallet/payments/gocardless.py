@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from server.auth.tokens import constant_time_equal
 from server.wallet.payments.http_json import JsonReply, dig, request_json
 from server.wallet.payments.provider import (
     OutcomeKind,
@@ -55,7 +56,7 @@ EVENT_OUTCOME: dict[str, OutcomeKind] = {
 
 def signature_valid(secret: str, body: bytes, signature: str) -> bool:
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.strip().lower())
+    return constant_time_equal(expected, signature.strip().lower())
 
 
 class GoCardlessProvider:
