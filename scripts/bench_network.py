@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -172,6 +173,8 @@ def main() -> int:
     unknown = [x for x in args.only if x not in ALL]
     if unknown:
         parser.error(f"unknown scenarios: {unknown}")
+    # Stopped with SIGTERM: unwind like Ctrl-C, so namespaces and processes are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     reason = namespaces_unavailable()
     if reason:
         print(f"bench_network: {reason}", file=sys.stderr)

@@ -285,10 +285,13 @@ async def outage(stage: Stage, *, seconds: float) -> Figures:
                 "client_media_back_s": call.client_stats.first_frame_after(back_at),
                 "clinician_media_back_s": call.clinician_stats.first_frame_after(back_at),
                 "same_page": 1.0 if same_page else 0.0,
-                # The outage was real: the pictures stood still during it.
-                "client_freeze_in_outage_s": call.client_stats.longest_freeze_s(cut_at, back_at),
+                # The outage was real: the pictures stood still during it (the window runs a
+                # little past it, so a sampler slowed by a busy machine still sees the gap).
+                "client_freeze_in_outage_s": call.client_stats.longest_freeze_s(
+                    cut_at, back_at + 1.0
+                ),
                 "clinician_freeze_in_outage_s": call.clinician_stats.longest_freeze_s(
-                    cut_at, back_at
+                    cut_at, back_at + 1.0
                 ),
                 "polled_client_s": client_back,
                 "polled_clinician_s": clinician_back,
