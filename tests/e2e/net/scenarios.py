@@ -187,7 +187,12 @@ def _send_kbps_now(stats: StatsRecorder, window_s: float = 2.0) -> float:
 
 
 async def capped_uplink(
-    stage: Stage, *, cap_kbit: int, seconds: float, ramp_within_s: float = 20.0
+    stage: Stage,
+    *,
+    cap_kbit: int,
+    seconds: float,
+    ramp_within_s: float = 20.0,
+    recover_within_s: float = 60.0,
 ) -> Figures:
     """Cap the client's uplink for `seconds`, then lift it. Before the cap the client's
     browser must be sending more than the cap (else there is nothing to adapt)."""
@@ -206,7 +211,9 @@ async def capped_uplink(
         stage.link.lift_uplink_cap()
         # Recovered: sending above what the cap allowed again (on a REMB-only path the
         # estimate climbs back at Chromium's multiplicative rate, ~8% a second).
-        recovered = await _poll_until(lambda: _send_kbps_now(sender) > cap_kbit, within_s=30.0)
+        recovered = await _poll_until(
+            lambda: _send_kbps_now(sender) > cap_kbit, within_s=recover_within_s
+        )
         after = time.monotonic()
         client_after, clinician_after = _window(call, after - 4.0, after)
         started = sender.samples[0].at
@@ -270,9 +277,9 @@ async def outage(stage: Stage, *, seconds: float) -> Figures:
         clinician_back = await _poll_until(
             lambda: call.clinician_stats.first_frame_after(back_at) is not None, within_s=15.0
         )
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         end = time.monotonic()
-        client, clinician = _window(call, end - 2.0, end)
+        client, clinician = _window(call, end - 3.0, end)
         # No page reload, and both are still in the call.
         same_page = await call.client.evaluate("window.__vcSamePage === true")
         for page in (call.clinician, call.client):
