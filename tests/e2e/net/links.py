@@ -7,7 +7,8 @@ nothing leaves the machine (the namespace has no default route).
 
 Shaping, with what this kind of kernel offers (no sch_netem):
 - a rate cap on the participant's uplink: `tc qdisc ... tbf` on their end of the pair;
-- random loss and a total outage: nftables rules in their namespace (`numgen random`);
+- random loss and a total outage: nftables netdev-ingress rules on both ends of the
+  pair (`numgen random`), so packets are lost in transit;
 - a fixed delay: not here, see `delay_relay.py` (a userspace UDP relay in the path).
 
 Needs root (CI runs as root); `requires_namespaces` skips with the reason otherwise.
@@ -84,7 +85,7 @@ class Link:
     def lift_uplink_cap(self) -> None:
         self.inside("tc", "qdisc", "del", "dev", self.peer_interface, "root")
 
-    # --- loss, outages and firewalls (nftables in their namespace) ---------------------
+    # --- loss, outages and firewalls (nftables on both ends of the pair) ---------------
 
     def shape(
         self,
@@ -94,48 +95,66 @@ class Link:
         udp_only_to: tuple[str, int] | None = None,
     ) -> None:
         """Replace the link's filters: random loss in both directions (`loss_percent`),
-        a total outage (the cable pulled), a firewall letting UDP out only to one address
-        and port (a TURN server)."""
+        a total outage (the cable pulled), a firewall letting the participant's UDP
+        through only to one address and port (a TURN server).
+
+        Packets are dropped where they arrive (netdev ingress of the receiving end of the
+        pair), i.e. in transit: a drop at the sender's own output hook would fail its
+        `sendto` with EPERM, which no real network does.
+        """
         if not 0 <= loss_percent <= 100:
             raise ValueError("loss_percent must be between 0 and 100")
-        outbound: list[str] = []
-        inbound: list[str] = []
+        common: list[str] = []
         if outage:
-            outbound.append("drop")
-            inbound.append("drop")
+            common.append("drop")
+        if loss_percent:
+            common.append(f"numgen random mod 100 < {loss_percent} drop")
+        uplink = list(common)
         if udp_only_to is not None:
             address, port = udp_only_to
-            family = "ip6" if ":" in address else "ip"
-            outbound.append(f"meta l4proto udp {family} daddr != {address} drop")
-            outbound.append(f"meta l4proto udp udp dport != {port} drop")
-            inbound.append(f"meta l4proto udp {family} saddr != {address} drop")
-            inbound.append(f"meta l4proto udp udp sport != {port} drop")
-        if loss_percent:
-            outbound.append(f"numgen random mod 100 < {loss_percent} drop")
-            inbound.append(f"numgen random mod 100 < {loss_percent} drop")
-        self.inside("nft", "-f", "-", input_text=_ruleset(outbound, inbound))
+            uplink += [
+                f"ip protocol udp ip daddr != {address} drop",
+                f"ip protocol udp udp dport != {port} drop",
+                "ip6 nexthdr udp drop",
+            ]
+        run(
+            "nft",
+            "-f",
+            "-",
+            input_text=self._ruleset(self._host_table, self.host_interface, uplink),
+        )
+        self.inside("nft", "-f", "-", input_text=self._ruleset(_TABLE, self.peer_interface, common))
 
     def restore(self) -> None:
         """No loss, no outage, no firewall."""
-        self.inside("nft", "-f", "-", input_text=_ruleset([], []))
+        self.shape()
 
+    @property
+    def _host_table(self) -> str:
+        # Our namespace is shared: one table per link, bound to its own device only.
+        return f"{_TABLE}_{self.host_interface}"
 
-def _ruleset(outbound: list[str], inbound: list[str]) -> str:
-    # Declaring then deleting the table makes the script work whether or not it exists.
-    return f"""
-table inet {_TABLE}
-delete table inet {_TABLE}
-table inet {_TABLE} {{
-  chain output {{
-    type filter hook output priority 0; policy accept;
-    {chr(10).join(outbound)}
-  }}
-  chain input {{
-    type filter hook input priority 0; policy accept;
-    {chr(10).join(inbound)}
+    @staticmethod
+    def _ruleset(table: str, device: str, rules: list[str]) -> str:
+        # Declaring then deleting the table makes the script work whether or not it exists.
+        body = "\n    ".join(rules)
+        return f"""
+table netdev {table}
+delete table netdev {table}
+table netdev {table} {{
+  chain arriving {{
+    type filter hook ingress device "{device}" priority 0; policy accept;
+    {body}
   }}
 }}
 """
+
+    def remove_filters(self) -> None:
+        subprocess.run(
+            ["nft", "delete", "table", "netdev", self._host_table],
+            capture_output=True,
+            check=False,
+        )
 
 
 def _free_subnet() -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network]:
@@ -170,5 +189,6 @@ def participant_link() -> Iterator[Link]:
         link.inside("ip", "link", "set", "lo", "up")
         yield link
     finally:
+        link.remove_filters()
         subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)

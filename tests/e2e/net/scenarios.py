@@ -160,12 +160,13 @@ async def _poll_until(
     return None
 
 
-# --- 1. loss and delay ------------------------------------------------------------------
+# --- 1. loss and delay (or a clean link) ----------------------------------------------
 
 
-async def lossy_delayed_link(stage: Stage, *, loss_percent: int, seconds: float) -> Figures:
-    """Random loss both ways on a link that already delays every packet (the stage's
-    delay relay). Measures a steady window after a short settling time."""
+async def steady_link(stage: Stage, *, loss_percent: int, seconds: float) -> Figures:
+    """Random loss both ways (none: a clean link, the baseline) on the stage's link, which
+    may also delay every packet (the stage's delay relay). Measures a steady window after
+    a short settling time."""
     async with stage.call() as call:
         stage.link.shape(loss_percent=loss_percent)
         await asyncio.sleep(2.0)  # NACK/RTX and the bandwidth estimate settle
@@ -174,7 +175,7 @@ async def lossy_delayed_link(stage: Stage, *, loss_percent: int, seconds: float)
         end = time.monotonic()
         client, clinician = _window(call, start, end)
         stage.link.restore()
-        return Figures("loss+delay", client, clinician)
+        return Figures(f"{loss_percent}% loss", client, clinician)
 
 
 # --- 2. a thin uplink -------------------------------------------------------------------
@@ -186,7 +187,12 @@ def _send_kbps_now(stats: StatsRecorder, window_s: float = 2.0) -> float:
 
 
 async def capped_uplink(
-    stage: Stage, *, cap_kbit: int, seconds: float, ramp_within_s: float = 20.0
+    stage: Stage,
+    *,
+    cap_kbit: int,
+    seconds: float,
+    ramp_within_s: float = 20.0,
+    recover_within_s: float = 60.0,
 ) -> Figures:
     """Cap the client's uplink for `seconds`, then lift it. Before the cap the client's
     browser must be sending more than the cap (else there is nothing to adapt)."""
@@ -203,16 +209,20 @@ async def capped_uplink(
         cap_end = time.monotonic()
         client_capped, clinician_capped = _window(call, capped_at + seconds / 2, cap_end)
         stage.link.lift_uplink_cap()
+        # Recovered: sending above what the cap allowed again (on a REMB-only path the
+        # estimate climbs back at Chromium's multiplicative rate, ~8% a second).
         recovered = await _poll_until(
-            lambda: _send_kbps_now(sender) > cap_kbit * 1.2, within_s=30.0
+            lambda: _send_kbps_now(sender) > cap_kbit, within_s=recover_within_s
         )
         after = time.monotonic()
         client_after, clinician_after = _window(call, after - 4.0, after)
         started = sender.samples[0].at
-        trajectory = [
-            round(sender.send_kbps(t - 2.0, t)) for t in _every(started + 2.0, after, 2.0)
-        ]
-        print(f"client send kbps every 2 s (cap at {capped_at - started:.0f} s): {trajectory}")
+        print(
+            f"client every 2 s, cap from {capped_at - started:.0f} s to "
+            f"{cap_end - started:.0f} s: send/target/available kbps "
+            f"{_sender_trajectory(sender, started, after)}",
+            file=sys.stderr,
+        )
         return Figures(
             "uplink cap",
             {"capped": client_capped, "after": client_after},
@@ -224,6 +234,19 @@ async def capped_uplink(
                 "recovery_after_lift_s": recovered,
             },
         )
+
+
+def _sender_trajectory(sender: StatsRecorder, start: float, end: float) -> list[str]:
+    """Send rate, the encoder's target and the path's estimate, every 2 s."""
+    points = []
+    for at in _every(start + 2.0, end, 2.0):
+        window = sender.between(at - 2.0, at)
+        if not window:
+            continue
+        target = window[-1].get("video_out", "target_bps") / 1000
+        available = window[-1].get("pair", "available_out_kbps")
+        points.append(f"{sender.send_kbps(at - 2.0, at):.0f}/{target:.0f}/{available:.0f}")
+    return points
 
 
 def _every(start: float, end: float, step: float) -> list[float]:
@@ -254,9 +277,9 @@ async def outage(stage: Stage, *, seconds: float) -> Figures:
         clinician_back = await _poll_until(
             lambda: call.clinician_stats.first_frame_after(back_at) is not None, within_s=15.0
         )
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         end = time.monotonic()
-        client, clinician = _window(call, end - 2.0, end)
+        client, clinician = _window(call, end - 3.0, end)
         # No page reload, and both are still in the call.
         same_page = await call.client.evaluate("window.__vcSamePage === true")
         for page in (call.clinician, call.client):
@@ -269,10 +292,13 @@ async def outage(stage: Stage, *, seconds: float) -> Figures:
                 "client_media_back_s": call.client_stats.first_frame_after(back_at),
                 "clinician_media_back_s": call.clinician_stats.first_frame_after(back_at),
                 "same_page": 1.0 if same_page else 0.0,
-                # The outage was real: the pictures stood still during it.
-                "client_freeze_in_outage_s": call.client_stats.longest_freeze_s(cut_at, back_at),
+                # The outage was real: the pictures stood still during it (the window runs a
+                # little past it, so a sampler slowed by a busy machine still sees the gap).
+                "client_freeze_in_outage_s": call.client_stats.longest_freeze_s(
+                    cut_at, back_at + 1.0
+                ),
                 "clinician_freeze_in_outage_s": call.clinician_stats.longest_freeze_s(
-                    cut_at, back_at
+                    cut_at, back_at + 1.0
                 ),
                 "polled_client_s": client_back,
                 "polled_clinician_s": clinician_back,

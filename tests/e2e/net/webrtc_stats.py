@@ -177,8 +177,11 @@ class StatsRecorder:
     def summary(self, start: float, end: float) -> dict[str, Any]:
         """The figures a test prints: fps, freezes, loss, NACK/PLI counts, RTT, bitrate."""
         window = self.between(start, end)
-        if not window:
-            return {"samples": 0}
+        if len(window) < 2:
+            # The sampler was starved (a very busy machine): say so in every figure's place.
+            raise AssertionError(
+                f"{self.name}: {len(window)} stats samples between {start:.1f} and {end:.1f}"
+            )
         first, last = window[0], window[-1]
 
         def delta(section: str, name: str) -> float:
