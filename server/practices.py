@@ -28,6 +28,7 @@ class Practice(msgspec.Struct, frozen=True):
     vat_rate_bp: int
     payment_method: str
     reminder_offset_minutes: int
+    low_balance_minutes: int  # site admins are alerted once when the balance falls below
 
 
 class User(msgspec.Struct, frozen=True):
@@ -69,7 +70,8 @@ def valid_timezone(name: str) -> bool:
 
 
 _PRACTICE_COLUMNS = (
-    "id, name, phone, timezone, vat_rate_bp, payment_method, reminder_offset_minutes"
+    "id, name, phone, timezone, vat_rate_bp, payment_method, reminder_offset_minutes, "
+    "low_balance_minutes"
 )
 _USER_COLUMNS = "id, practice_id, email, name, roles, active"
 _CLIENT_COLUMNS = "id, practice_id, name, email, phone"
