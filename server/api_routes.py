@@ -27,6 +27,7 @@ from server.diary import api as diary_api
 from server.diary import links_api, templates_api
 from server.diary.appointments import Appointment
 from server.diary.summary import AppointmentSummary
+from server.sms import reports as sms_reports
 from server.wallet import api as wallet_api
 from server.wallet import webhooks as payment_webhooks
 from server.wallet.ledger import LedgerEntry
@@ -609,6 +610,15 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         PUBLIC,
         "provider callbacks",
         errors=(400, 401, 413, 503),
+    ),
+    ApiRoute(
+        "POST",
+        "/webhooks/sms/twilio",
+        sms_reports.twilio_status_callback,
+        "Twilio's SMS status callback (X-Twilio-Signature; form-encoded)",
+        PUBLIC,
+        "provider callbacks",
+        errors=(400, 403, 404),
     ),
     # --- outgoing webhooks ----------------------------------------------------------------
     ApiRoute(
