@@ -19,6 +19,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from server import health, practices, practices_api
+from server.accounts import api as accounts_api
 from server.auth import routes as auth_routes
 from server.auth.session import Role
 from server.calls import api as calls_api
@@ -190,6 +191,39 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         reply=practices.User,
         statuses=(201,),
         errors=(409,),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/users/invite",
+        accounts_api.invite_user,
+        "Invite a user: an account without a password, and an email to set one",
+        ADMIN,
+        "practice",
+        body=accounts_api.Invitation,
+        reply=practices.User,
+        statuses=(201,),
+        errors=(409, 503),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/password/forgot",
+        accounts_api.forgot_password,
+        "Email a one-time reset link (202 whether or not the address has an account)",
+        PUBLIC,
+        "sessions",
+        body=accounts_api.ForgotPassword,
+        statuses=(202,),
+        errors=(429,),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/password/reset",
+        accounts_api.reset_password,
+        "Set a password with an invitation or reset link; ends every session of the user",
+        PUBLIC,
+        "sessions",
+        body=accounts_api.NewPassword,
+        reply=accounts_api.PasswordSet,
     ),
     ApiRoute(
         "GET",

@@ -152,6 +152,40 @@ class TwilioConfig:
 
 
 @dataclass(frozen=True)
+class AccountsConfig:
+    """Accounts by email (server/accounts): invitations and password resets."""
+
+    invite_ttl_hours: int = setting(
+        72,
+        env="INVITE_TTL_HOURS",
+        help="how long an invitation's set-password link works",
+        minimum=1,
+        maximum=24 * 30,
+    )
+    reset_ttl_minutes: int = setting(
+        60,
+        env="PASSWORD_RESET_TTL_MINUTES",
+        help="how long a password-reset link works",
+        minimum=5,
+        maximum=24 * 60,
+    )
+    resets_per_hour: int = setting(
+        3,
+        env="PASSWORD_RESETS_PER_HOUR",
+        help="reset links sent per account per hour (more are refused with 429)",
+        minimum=1,
+        maximum=100,
+    )
+    resets_per_address_per_hour: int = setting(
+        20,
+        env="PASSWORD_RESETS_PER_ADDRESS_PER_HOUR",
+        help="reset links asked for per client address per hour",
+        minimum=1,
+        maximum=10000,
+    )
+
+
+@dataclass(frozen=True)
 class WebhooksConfig:
     """Outgoing webhooks (server/webhooks); retries follow the OUTBOX_* settings."""
 
@@ -458,6 +492,7 @@ class Config:
     )
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)

@@ -122,12 +122,15 @@ async def create_user(
     practice_id: uuid.UUID,
     email: str,
     name: str,
-    password: str,
+    password: str | None,
     roles: Sequence[str],
     *,
     password_hash: str | None = None,
 ) -> User:
-    """Add a user. ``password_hash`` (argon2) imports an already-hashed password instead."""
+    """Add a user. ``password_hash`` (argon2) imports an already-hashed password instead;
+    neither: an invited user, who cannot log in until they set one through their link."""
+    if password_hash is None and password is not None:
+        password_hash = hash_password(password)
     try:
         row = await db.fetchrow(
             f"""INSERT INTO users (practice_id, email, name, password_hash, roles)
@@ -135,7 +138,7 @@ async def create_user(
             practice_id,
             email.strip().lower(),
             name,
-            password_hash or hash_password(password),
+            password_hash,
             sorted(set(roles)),
         )
     except asyncpg.UniqueViolationError:

@@ -169,7 +169,12 @@ async def update_user(request: web.Request) -> web.Response:
         not_found("user")
     # A session carries the roles it was issued with: one that now grants more than the
     # user holds must end, or a deactivated user would keep working until it expires.
-    if (before.active and not user.active) or not set(before.roles) <= set(user.roles):
+    # A new password ends every session of the old one.
+    if (
+        (before.active and not user.active)
+        or not set(before.roles) <= set(user.roles)
+        or "password" in changes
+    ):
         await end_sessions_of(request.app, user_id)
     return json_response(user)
 
