@@ -50,17 +50,18 @@ async def test_an_invited_user_sets_a_password_once_and_logs_in(
     client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, smtp_server: SmtpServer
 ) -> None:
     headers = await login_as(client, practice, "site_admin")
-    invite = {"email": "new.clinician@example.test", "name": "Dr New", "roles": ["clinician"]}
+    email = "new.clinician@example.test"
+    invite = {"email": email, "name": "Dr New", "roles": ["clinician"]}
     response = await client.post("/api/users/invite", json=invite, headers=headers)
     assert response.status == 201, await response.text()
-    token = _token_sent_to(smtp_server, invite["email"])
+    token = _token_sent_to(smtp_server, email)
     # No password until the link is used: nothing logs in.
-    assert await _login_status(client, invite["email"], "anything-at-all") == 401
+    assert await _login_status(client, email, "anything-at-all") == 401
     assert await _set_password(client, token) == 200
-    assert await _login_status(client, invite["email"], NEW_PASSWORD) == 200
+    assert await _login_status(client, email, NEW_PASSWORD) == 200
     # Single use: the same link again is refused and changes nothing.
     assert await _set_password(client, token, "another-passphrase-x") == 400
-    assert await _login_status(client, invite["email"], NEW_PASSWORD) == 200
+    assert await _login_status(client, email, NEW_PASSWORD) == 200
     # Hashed at rest: the database holds the SHA-256 of the token, never the token.
     stored = await db.fetchval("SELECT token_hash FROM account_tokens")
     assert stored == hashlib.sha256(token.encode()).digest()
