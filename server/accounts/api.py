@@ -91,6 +91,10 @@ async def invite_user(request: web.Request) -> web.Response:
             raise ApiError(
                 503, "email_not_sent", f"the invitation could not be sent ({exc}); try again"
             ) from None
+        except ValueError:  # e.g. an address the mail library cannot encode
+            raise ApiError(
+                400, "invalid_body", "no email can be sent to this address", field="email"
+            ) from None
     return json_response(user, status=201)
 
 
@@ -135,7 +139,7 @@ async def forgot_password(request: web.Request) -> web.Response:
         )
         try:
             await _send(request, email, "Reset your password", text)
-        except (DeliveryError, TimeoutError) as exc:
+        except (DeliveryError, TimeoutError, ValueError) as exc:
             log.warning("password reset email to %s not sent: %s", email, exc)
     return json_response({"sent": True}, status=202)
 
