@@ -60,9 +60,7 @@ async def test_site_admin_sets_a_webhook_sends_a_test_event_and_sees_it_delivere
     await expect(page.get_by_label("Signing secret")).to_have_value(re.compile(r"^whsec_"))
     await page.get_by_role("button", name="Send test event").click()
     await expect(page.locator("#webhook-form [data-status]")).to_contain_text("queued")
-    async with asyncio.timeout(10):
-        while not receiver.received:
-            await asyncio.sleep(0.05)
+    await asyncio.wait_for(receiver.arrived.wait(), 10)
     await page.reload(wait_until="domcontentloaded")
     row = page.locator("#webhook-log tbody tr").first
     await expect(row).to_contain_text("webhook.test")
