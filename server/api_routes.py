@@ -19,6 +19,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from server import health, practices, practices_api
+from server.accounts import api as accounts_api
 from server.auth import routes as auth_routes
 from server.auth.session import Role
 from server.calls import api as calls_api
@@ -27,6 +28,7 @@ from server.diary import api as diary_api
 from server.diary import links_api, templates_api
 from server.diary.appointments import Appointment
 from server.diary.summary import AppointmentSummary
+from server.sms import reports as sms_reports
 from server.wallet import api as wallet_api
 from server.wallet import webhooks as payment_webhooks
 from server.wallet.ledger import LedgerEntry
@@ -189,6 +191,39 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         reply=practices.User,
         statuses=(201,),
         errors=(409,),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/users/invite",
+        accounts_api.invite_user,
+        "Invite a user: an account without a password, and an email to set one",
+        ADMIN,
+        "practice",
+        body=accounts_api.Invitation,
+        reply=practices.User,
+        statuses=(201,),
+        errors=(409, 503),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/password/forgot",
+        accounts_api.forgot_password,
+        "Email a one-time reset link (202 whether or not the address has an account)",
+        PUBLIC,
+        "sessions",
+        body=accounts_api.ForgotPassword,
+        statuses=(202,),
+        errors=(429,),
+    ),
+    ApiRoute(
+        "POST",
+        "/api/password/reset",
+        accounts_api.reset_password,
+        "Set a password with an invitation or reset link; ends every session of the user",
+        PUBLIC,
+        "sessions",
+        body=accounts_api.NewPassword,
+        reply=accounts_api.PasswordSet,
     ),
     ApiRoute(
         "GET",
@@ -648,6 +683,15 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         PUBLIC,
         "provider callbacks",
         errors=(400, 401, 413, 503),
+    ),
+    ApiRoute(
+        "POST",
+        "/webhooks/sms/twilio",
+        sms_reports.twilio_status_callback,
+        "Twilio's SMS status callback (X-Twilio-Signature; form-encoded)",
+        PUBLIC,
+        "provider callbacks",
+        errors=(400, 403, 404),
     ),
     # --- outgoing webhooks ----------------------------------------------------------------
     ApiRoute(

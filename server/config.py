@@ -21,7 +21,7 @@ from server.settings import ConfigError, Setting, build, check_url, setting, set
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "load_config"]
 
-SMS_PROVIDERS = ("log",)
+SMS_PROVIDERS = ("log", "twilio")
 EMAIL_PROVIDERS = ("smtp", "log")
 
 
@@ -114,6 +114,84 @@ class OutboxConfig:
         env="OUTBOX_LEASE_SECONDS",
         help="how long a worker holds a claimed message before others retry it",
         minimum=1,
+    )
+
+
+def _country_code(env: str, raw: str) -> str:
+    digits = raw.strip().removeprefix("+")
+    if not digits.isdigit() or not 1 <= len(digits) <= 3:
+        raise ConfigError(f"{env}: expected a country calling code such as 44, got {raw!r}")
+    return digits
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    """The Twilio SMS adapter (server/sms/twilio.py): Messages API with status callbacks."""
+
+    account_sid: str | None = setting(
+        None, env="TWILIO_ACCOUNT_SID", help="Twilio account SID (AC...)"
+    )
+    auth_token: str | None = setting(
+        None,
+        env="TWILIO_AUTH_TOKEN",
+        help="Twilio auth token (basic auth, and signs status callbacks)",
+        secret=True,
+    )
+    sender: str | None = setting(
+        None,
+        env="TWILIO_FROM",
+        help="the sending number (+447700900123) or a Messaging Service SID (MG...)",
+    )
+    base_url: str = setting(
+        "https://api.twilio.com",
+        env="TWILIO_BASE_URL",
+        help="Twilio API URL",
+        parse=_api_base_url,
+    )
+    # Clients' numbers are often stored as dialled at home (07700 900123).
+    default_country_code: str = setting(
+        "44",
+        env="SMS_DEFAULT_COUNTRY_CODE",
+        help="country calling code for numbers stored without one (leading 0)",
+        parse=_country_code,
+    )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.account_sid and self.auth_token and self.sender)
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    """Accounts by email (server/accounts): invitations and password resets."""
+
+    invite_ttl_hours: int = setting(
+        72,
+        env="INVITE_TTL_HOURS",
+        help="how long an invitation's set-password link works",
+        minimum=1,
+        maximum=24 * 30,
+    )
+    reset_ttl_minutes: int = setting(
+        60,
+        env="PASSWORD_RESET_TTL_MINUTES",
+        help="how long a password-reset link works",
+        minimum=5,
+        maximum=24 * 60,
+    )
+    resets_per_hour: int = setting(
+        3,
+        env="PASSWORD_RESETS_PER_HOUR",
+        help="reset links sent per account per hour (more are refused with 429)",
+        minimum=1,
+        maximum=100,
+    )
+    resets_per_address_per_hour: int = setting(
+        20,
+        env="PASSWORD_RESETS_PER_ADDRESS_PER_HOUR",
+        help="reset links asked for per client address per hour",
+        minimum=1,
+        maximum=10000,
     )
 
 
@@ -452,9 +530,11 @@ class Config:
     sms_provider: str = setting(
         "log",
         env="SMS_PROVIDER",
-        help="SMS adapter: log (writes messages to the log; development only)",
+        help="SMS adapter: log (writes messages to the log; development only) or twilio "
+        "(needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM)",
         choices=SMS_PROVIDERS,
     )
+    twilio: TwilioConfig = field(default_factory=TwilioConfig)
     email_provider: str = setting(
         "smtp",
         env="EMAIL_PROVIDER",
@@ -463,6 +543,7 @@ class Config:
     )
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     payments: PaymentsConfig = field(default_factory=PaymentsConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
@@ -542,7 +623,15 @@ def load_config(
     check_calls(config.calls)
     check_media(config.media)
     check_payments(config.payments)
+    check_sms(config)
     return config
+
+
+def check_sms(config: Config) -> None:
+    if config.sms_provider == "twilio" and not config.twilio.configured:
+        raise ConfigError(
+            "SMS_PROVIDER: twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM"
+        )
 
 
 def check_calls(calls: CallsConfig) -> None:

@@ -8,6 +8,7 @@ turns any failure into one sentence, so an operator sees every problem in one ru
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import ssl
 import struct
@@ -207,11 +208,11 @@ async def _payments(config: Config) -> tuple[bool, str]:
                     return False, f"GoCardless answered HTTP {reply.status} to the access token"
             found.append("GoCardless")
         if payments.paypal_configured:
-            assert payments.paypal_client_id and payments.paypal_client_secret
+            pair = f"{payments.paypal_client_id}:{payments.paypal_client_secret}".encode()
             async with session.post(
                 payments.paypal_base_url + "/v1/oauth2/token",
                 data={"grant_type": "client_credentials"},
-                auth=aiohttp.BasicAuth(payments.paypal_client_id, payments.paypal_client_secret),
+                headers={"Authorization": "Basic " + base64.b64encode(pair).decode()},
             ) as reply:
                 if reply.status != 200:
                     return False, f"PayPal answered HTTP {reply.status} to the client id/secret"

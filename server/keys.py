@@ -44,6 +44,10 @@ class Keys:
         """Failed logins from a client address; TTL = login failure window."""
         return f"{self.prefix}loginfail:addr:{address}"
 
+    def account_link_requests(self, kind: str, value: str) -> str:
+        """Invite/reset links asked for, per email or per address; TTL = the rate window."""
+        return f"{self.prefix}account-links:{kind}:{value}"
+
     def node_heartbeat(self, node_id: str) -> str:
         """A node is alive while this exists; TTL = CALL_NODE_TTL_SECONDS, renewed by the node."""
         return f"{self.prefix}node:{node_id}"

@@ -320,6 +320,16 @@ def safe_next(raw: str) -> str:
     return raw if _LOCAL_PATH.fullmatch(raw) else "/diary"
 
 
+def _static_page(path: Path) -> PageHandler:
+    """A page for people without a session (forgot password, set a password)."""
+    text = path.read_text(encoding="utf-8")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return _html(text)
+
+    return handler
+
+
 async def _home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/diary")
 
@@ -330,6 +340,8 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", _home)
     r.add_get("/login", _login_page(files))
+    r.add_get("/login/forgot", _static_page(PAGES_DIR / "forgot.html"))
+    r.add_get("/account/password", _static_page(PAGES_DIR / "password.html"))
     r.add_get("/diary", _staff_page(renderer, "diary"))
     r.add_get("/appointments/{appointment_id}", _summary_page(renderer))
     r.add_get("/settings", _staff_page(renderer, "settings"))

@@ -28,6 +28,7 @@ class Practice(msgspec.Struct, frozen=True):
     vat_rate_bp: int
     payment_method: str
     reminder_offset_minutes: int
+    low_balance_minutes: int  # site admins are alerted once when the balance falls below
 
 
 class User(msgspec.Struct, frozen=True):
@@ -80,7 +81,8 @@ async def valid_timezone(db: Executor, name: str) -> bool:
 
 
 _PRACTICE_COLUMNS = (
-    "id, name, phone, timezone, vat_rate_bp, payment_method, reminder_offset_minutes"
+    "id, name, phone, timezone, vat_rate_bp, payment_method, reminder_offset_minutes, "
+    "low_balance_minutes"
 )
 _USER_COLUMNS = "id, practice_id, email, name, roles, active"
 _CLIENT_COLUMNS = "id, practice_id, name, email, phone"
@@ -131,12 +133,15 @@ async def create_user(
     practice_id: uuid.UUID,
     email: str,
     name: str,
-    password: str,
+    password: str | None,
     roles: Sequence[str],
     *,
     password_hash: str | None = None,
 ) -> User:
-    """Add a user. ``password_hash`` (argon2) imports an already-hashed password instead."""
+    """Add a user. ``password_hash`` (argon2) imports an already-hashed password instead;
+    neither: an invited user, who cannot log in until they set one through their link."""
+    if password_hash is None and password is not None:
+        password_hash = hash_password(password)
     try:
         row = await db.fetchrow(
             f"""INSERT INTO users (practice_id, email, name, password_hash, roles)
@@ -144,7 +149,7 @@ async def create_user(
             practice_id,
             email.strip().lower(),
             name,
-            password_hash or hash_password(password),
+            password_hash,
             sorted(set(roles)),
         )
     except asyncpg.UniqueViolationError:

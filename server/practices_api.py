@@ -36,6 +36,10 @@ class PracticeChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     reminder_offset_minutes: Annotated[int, msgspec.Meta(ge=0, le=20160)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    # 0: no low-balance alert.
+    low_balance_minutes: Annotated[int, msgspec.Meta(ge=0, le=100000)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class NewUser(msgspec.Struct, forbid_unknown_fields=True):

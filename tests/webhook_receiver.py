@@ -26,6 +26,7 @@ class WebhookReceiver:
     script: list[int | str] = field(default_factory=list)
     _server: TestServer | None = None
     _release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on each request
 
     @property
     def url(self) -> str:
@@ -51,6 +52,7 @@ class WebhookReceiver:
         body = await request.read()
         headers = {key.lower(): value for key, value in request.headers.items()}
         self.received.append(Received(headers, body))
+        self.arrived.set()
         answer = self.script.pop(0) if self.script else 204
         if answer == "hang":
             await self._release.wait()

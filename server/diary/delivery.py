@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, bounced: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        # The mail server refused the recipient for good (a bounce, recorded as such).
+        self.bounced = bounced
 
 
 class EmailSender(Protocol):
@@ -64,12 +66,15 @@ class SmtpEmailSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [error.code for error in exc.recipients]
+            permanent = all(code >= 500 for code in codes)
             raise DeliveryError(
-                f"recipient refused: {exc}", permanent=all(code >= 500 for code in codes)
+                f"recipient refused: {exc}", permanent=permanent, bounced=permanent
             ) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise DeliveryError(
-                f"SMTP {exc.code}: {exc.message}", permanent=exc.code >= 500
+                f"SMTP {exc.code}: {exc.message}",
+                permanent=exc.code >= 500,
+                bounced=exc.code >= 500,
             ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP: {type(exc).__name__}: {exc}") from None
@@ -95,7 +100,11 @@ class LogSmsSender:
         log.info("SMS %s to %s: %s", message_id, to, body)
 
 
-def sms_sender_for(config: Config) -> SmsSender:
+def sms_sender_for(config: Config, timeout_seconds: float = 10.0) -> SmsSender:
     if config.sms_provider == "log":
         return LogSmsSender()
+    if config.sms_provider == "twilio":
+        from server.sms.twilio import TwilioSmsSender  # the adapter imports DeliveryError
+
+        return TwilioSmsSender(config.twilio, config.base_url, timeout_seconds)
     raise ValueError(f"unknown SMS provider {config.sms_provider!r}")

@@ -183,6 +183,17 @@ async def record_failure(
     return done is not None
 
 
+async def record_bounce(db: Executor, message_id: uuid.UUID, error: str) -> None:
+    """The mail server refused the recipient for good: kept as the message's delivery report."""
+    await db.execute(
+        """UPDATE outbox_messages SET delivery_status = 'bounced', delivery_error = $2,
+                  delivery_status_at = now()
+           WHERE id = $1""",
+        message_id,
+        error[:1000],
+    )
+
+
 async def release(db: Executor, messages: Sequence[ClaimedMessage]) -> None:
     """Give back claimed messages that were not attempted (e.g. on shutdown)."""
     if not messages:

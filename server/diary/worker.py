@@ -71,7 +71,7 @@ class OutboxWorker:
             config.outbox,
             LinkSigner(config.secret_key, config.base_url),
             email_sender_for(config, send_timeout_seconds(config.outbox)),
-            sms_sender_for(config),
+            sms_sender_for(config, send_timeout_seconds(config.outbox)),
         )
 
     def stop(self) -> None:
@@ -124,6 +124,8 @@ class OutboxWorker:
         except (DeliveryError, TimeoutError) as exc:
             permanent = isinstance(exc, DeliveryError) and exc.permanent
             await self._record_failure(message, str(exc) or "timed out", permanent)
+            if isinstance(exc, DeliveryError) and exc.bounced:
+                await outbox.record_bounce(self._pool, message.id, str(exc))
         except Exception as exc:  # a bug in an adapter must not stop every other message
             log.exception("outbox: unexpected error sending %s", message.id)
             await self._record_failure(message, f"{type(exc).__name__}: {exc}", False)

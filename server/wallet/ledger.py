@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from server.db import Executor
+from server.wallet.low_balance import track_low_balance
 
 EntryKind = Literal["purchase", "usage", "reversal", "adjustment"]
 
@@ -87,6 +88,7 @@ async def post_entry(
         )
     except asyncpg.UniqueViolationError:
         raise DuplicateEntry(f"{kind} entry for purchase {purchase_id} exists") from None
+    await track_low_balance(db, [practice_id])
     return int(balance)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from server.db import Executor
+from server.wallet.low_balance import track_low_balance
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ SELECT (SELECT count(*) FROM inserted) AS recorded,
                                                   AND k.meter_sequence = r.meter_sequence)
        ) AS unknown,
        (SELECT count(*) FROM balances) AS wallets,
+       (SELECT coalesce(array_agg(practice_id), '{}') FROM balances) AS moved,
        (SELECT count(*) FROM calls_advanced) AS calls
 """
 
@@ -137,6 +139,7 @@ async def record_usage(db: Executor, readings: Sequence[MeterReading]) -> UsageR
     if unknown:
         log.warning("usage readings for unknown calls skipped: %s", ", ".join(unknown))
     recorded = int(row["recorded"])
+    await track_low_balance(db, row["moved"])
     return UsageResult(recorded, int(row["known"]) - recorded, unknown)
 
 

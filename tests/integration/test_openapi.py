@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,22 @@ from schemathesis.checks import (
 from schemathesis.core.result import Err
 
 from server.api_routes import API_ROUTES
+from server.config import Config
+from tests.diary_fixtures import SmtpServer, diary_config, running_smtp_server
 from tests.support import ApiClient, PracticeFixture, login_as
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def config(config: Config, smtp_server: SmtpServer) -> Config:
+    # A mail server that answers: invitations are sent, not refused with 503.
+    return diary_config(config, smtp_server)
+
 
 # Examples per operation and role: enough to reach the bad-input paths, small enough for the
 # suite's budget (about 40 operations x 3 roles). SCHEMATHESIS_EXAMPLES raises it locally.

@@ -1,0 +1,166 @@
+"""Invitations, "forgot password" and setting a password through a one-time link.
+
+``POST /api/users/invite`` (site admin): a user without a password and an email with a link
+to set one. ``POST /api/password/forgot``: always 202 whether the address has an account or
+not (nothing to learn by asking), at most PASSWORD_RESETS_PER_HOUR links per account and
+PASSWORD_RESETS_PER_ADDRESS_PER_HOUR per client address. ``POST /api/password/reset``: the
+link's token and a new password; the link dies, and every session of the user ends.
+
+The link carries the token after ``#``, so it never reaches a server log or a Referer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+import msgspec
+from aiohttp import web
+
+from server import practices
+from server.accounts import tokens
+from server.appkeys import CONFIG, DB, KEYS, REDIS
+from server.auth.session import end_sessions_of, require_role
+from server.diary.delivery import DeliveryError, email_sender_for
+from server.http import ApiError, json_response, read_body
+from server.practices_api import Email, Name, Password, Roles
+
+log = logging.getLogger(__name__)
+SEND_TIMEOUT_SECONDS = 15.0
+_HOUR = 3600
+
+
+class Invitation(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    name: Name
+    roles: Roles
+
+
+class ForgotPassword(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+
+
+class NewPassword(msgspec.Struct, forbid_unknown_fields=True):
+    token: str
+    password: Password
+
+
+class PasswordSet(msgspec.Struct):
+    email: str
+    sessions_ended: bool
+
+
+def _link(request: web.Request, token: str) -> str:
+    return f"{request.app[CONFIG].base_url}/account/password#token={token}"
+
+
+async def _send(request: web.Request, to: str, subject: str, body: str) -> None:
+    sender = email_sender_for(request.app[CONFIG], SEND_TIMEOUT_SECONDS)
+    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+        await sender.send_email(uuid.uuid4(), to, subject, body)
+
+
+async def invite_user(request: web.Request) -> web.Response:
+    staff = await require_role(request, "site_admin", action="invite users")
+    body = await read_body(request, Invitation)
+    config = request.app[CONFIG]
+    pool = request.app[DB]
+    async with pool.acquire() as conn, conn.transaction():
+        practice = await practices.get_practice(conn, staff.practice_id)
+        assert practice is not None
+        try:
+            user = await practices.create_user(
+                conn, staff.practice_id, body.email, body.name, None, body.roles
+            )
+        except practices.DuplicateEmail:
+            raise ApiError(
+                409, "email_taken", "a user with this email exists", field="email"
+            ) from None
+        hours = config.accounts.invite_ttl_hours
+        token = await tokens.issue(conn, user.id, "invite", timedelta(hours=hours))
+        text = (
+            f"Hello {user.name},\n\nYou have been invited to {practice.name}'s video "
+            f"consultations. Choose your password here (the link works once, for {hours} "
+            f"hours):\n\n{_link(request, token)}\n\nYour login is {user.email}.\n"
+        )
+        try:  # inside the transaction: no email, no user (the admin is told to retry)
+            await _send(request, user.email, f"Your account at {practice.name}", text)
+        except (DeliveryError, TimeoutError) as exc:
+            raise ApiError(
+                503, "email_not_sent", f"the invitation could not be sent ({exc}); try again"
+            ) from None
+        except ValueError:  # e.g. an address the mail library cannot encode
+            raise ApiError(
+                400, "invalid_body", "no email can be sent to this address", field="email"
+            ) from None
+    return json_response(user, status=201)
+
+
+async def _allowed(request: web.Request, email: str) -> bool:
+    """Count this request against the account's and the address's hourly allowance."""
+    settings = request.app[CONFIG].accounts
+    keys = request.app[KEYS]
+    counted = []
+    async with request.app[REDIS].pipeline(transaction=True) as pipe:
+        for kind, value in (("email", email), ("addr", request.remote or "unknown")):
+            key = keys.account_link_requests(kind, value)
+            pipe.set(key, 0, ex=_HOUR, nx=True)  # the window starts with the first request
+            pipe.incr(key)
+        results = await pipe.execute()
+    counted = [int(results[1]), int(results[3])]
+    return (
+        counted[0] <= settings.resets_per_hour
+        and counted[1] <= settings.resets_per_address_per_hour
+    )
+
+
+async def forgot_password(request: web.Request) -> web.Response:
+    body = await read_body(request, ForgotPassword)
+    email = body.email.strip().lower()
+    if not await _allowed(request, email):
+        raise ApiError(
+            429,
+            "too_many_requests",
+            "too many reset links asked for; try again in an hour",
+            headers={"Retry-After": str(_HOUR)},
+        )
+    pool = request.app[DB]
+    record = await practices.login_record(pool, email)
+    if record is not None and record["active"]:
+        minutes = request.app[CONFIG].accounts.reset_ttl_minutes
+        token = await tokens.issue(pool, record["id"], "reset", timedelta(minutes=minutes))
+        text = (
+            "Someone asked to reset the password of this video consultation account. If "
+            f"it was you, choose a new one here (the link works once, for {minutes} "
+            f"minutes):\n\n{_link(request, token)}\n\nIf it was not, ignore this email: "
+            "your password stays as it is.\n"
+        )
+        try:
+            await _send(request, email, "Reset your password", text)
+        except (DeliveryError, TimeoutError, ValueError) as exc:
+            log.warning("password reset email to %s not sent: %s", email, exc)
+    return json_response({"sent": True}, status=202)
+
+
+async def reset_password(request: web.Request) -> web.Response:
+    body = await read_body(request, NewPassword)
+    pool = request.app[DB]
+    async with pool.acquire() as conn, conn.transaction():
+        redeemed = await tokens.redeem(conn, body.token)
+        if redeemed is None:
+            raise ApiError(
+                400,
+                "invalid_link",
+                "this link is not valid any more (used, expired or replaced); ask for a new one",
+                field="token",
+            )
+        row = await conn.fetchrow("SELECT practice_id FROM users WHERE id = $1", redeemed.user_id)
+        assert row is not None
+        user = await practices.update_user(
+            conn, row["practice_id"], redeemed.user_id, {"password": body.password}
+        )
+        assert user is not None
+    await end_sessions_of(request.app, redeemed.user_id)
+    return json_response(PasswordSet(user.email, True))

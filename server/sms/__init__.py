@@ -1,0 +1,1 @@
+"""SMS providers behind the outbox's ``SmsSender`` interface, and their delivery reports."""

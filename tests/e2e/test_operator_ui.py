@@ -1,0 +1,102 @@
+"""Operator pages in a real browser: webhook settings with a test event, forgot password."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from playwright.async_api import BrowserContext, Page, expect
+
+from server.config import Config, OutboxConfig, WebhooksConfig
+from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
+from tests.support import PracticeFixture
+from tests.webhook_receiver import WebhookReceiver
+
+pytest.register_assert_rewrite("tests.e2e.browser")
+
+from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
+
+pytest_plugins = ["tests.e2e.browser"]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def config(config: Config, smtp_server: SmtpServer) -> Config:
+    return dataclasses.replace(
+        diary_config(config, smtp_server),
+        outbox=OutboxConfig(poll_seconds=0.05, retry_base_seconds=0.1),
+        webhooks=WebhooksConfig(timeout_seconds=2, allow_private_urls=True),
+    )
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    server = await WebhookReceiver().start()
+    yield server
+    await server.close()
+
+
+@pytest.mark.browser
+async def test_site_admin_sets_a_webhook_sends_a_test_event_and_sees_it_delivered(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    receiver: WebhookReceiver,
+) -> None:
+    await log_in(browser_context, live_server, practice.admin.email)
+    await page.goto(live_server.at("/settings"), wait_until="domcontentloaded")
+    await page.get_by_label("Endpoint URL").fill(receiver.url)
+    await page.get_by_role("button", name="Save webhook").click()
+    await expect(page.locator("#webhook-form [data-status]")).to_have_text("Webhook saved.")
+    await expect(page.get_by_label("Signing secret")).to_have_value(re.compile(r"^whsec_"))
+    await page.get_by_role("button", name="Send test event").click()
+    await expect(page.locator("#webhook-form [data-status]")).to_contain_text("queued")
+    await asyncio.wait_for(receiver.arrived.wait(), 10)
+    await page.reload(wait_until="domcontentloaded")
+    row = page.locator("#webhook-log tbody tr").first
+    await expect(row).to_contain_text("webhook.test")
+    await expect(row).to_contain_text("delivered")
+    await screenshot(page, "settings-webhook-delivered")
+
+
+@pytest.mark.browser
+async def test_clinician_does_not_see_the_webhook_settings(
+    page: Page, browser_context: BrowserContext, live_server: LiveServer, practice: PracticeFixture
+) -> None:
+    await log_in(browser_context, live_server, practice.clinician.email)
+    await page.goto(live_server.at("/settings"), wait_until="domcontentloaded")
+    await expect(page.get_by_role("heading", name="Organisation")).to_be_visible()
+    await expect(page.locator("#webhooks-card")).to_be_hidden()
+
+
+@pytest.mark.browser
+async def test_forgot_password_then_set_a_new_one_from_the_emailed_link(
+    page: Page, live_server: LiveServer, practice: PracticeFixture, smtp_server: SmtpServer
+) -> None:
+    email = practice.receptionist.email
+    await page.goto(live_server.at("/login"), wait_until="domcontentloaded")
+    await page.get_by_role("link", name="Forgot your password?").click()
+    await page.get_by_label("Your email").fill(email)
+    await page.get_by_role("button", name="Email me a link").click()
+    await expect(page.locator("#forgot-done")).to_be_visible()
+    link = re.search(r"http://\S+/account/password#token=\S+", body_text(smtp_server.to(email)[0]))
+    assert link
+    await page.goto(link.group(0), wait_until="domcontentloaded")
+    await page.get_by_label("New password").fill("browser-chosen-passphrase")
+    await page.get_by_role("button", name="Save password").click()
+    await expect(page.locator("#password-done")).to_be_visible()
+    await screenshot(page, "password-set")
+    await page.goto(live_server.at("/login"), wait_until="domcontentloaded")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill("browser-chosen-passphrase")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page).to_have_url(live_server.at("/diary"))

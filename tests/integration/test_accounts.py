@@ -1,0 +1,173 @@
+"""Accounts by email: invitations and password resets through one-time links."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from server.config import Config
+from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
+from tests.support import ApiClient, PracticeFixture, login, login_as
+
+NEW_PASSWORD = "a-brand-new-passphrase"
+LINK = re.compile(r"/account/password#token=([A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def config(config: Config, smtp_server: SmtpServer) -> Config:
+    return diary_config(config, smtp_server)
+
+
+def _token_sent_to(smtp: SmtpServer, address: str) -> str:
+    mails = smtp.to(address)
+    assert mails, f"no email to {address}"
+    found = LINK.search(body_text(mails[-1]))
+    assert found, body_text(mails[-1])
+    return found.group(1)
+
+
+async def _set_password(client: ApiClient, token: str, password: str = NEW_PASSWORD) -> int:
+    response = await client.post("/api/password/reset", json={"token": token, "password": password})
+    return response.status
+
+
+async def _login_status(client: ApiClient, email: str, password: str) -> int:
+    response = await client.post("/api/login", json={"email": email, "password": password})
+    return response.status
+
+
+async def test_an_invited_user_sets_a_password_once_and_logs_in(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, smtp_server: SmtpServer
+) -> None:
+    headers = await login_as(client, practice, "site_admin")
+    email = "new.clinician@example.test"
+    invite = {"email": email, "name": "Dr New", "roles": ["clinician"]}
+    response = await client.post("/api/users/invite", json=invite, headers=headers)
+    assert response.status == 201, await response.text()
+    token = _token_sent_to(smtp_server, email)
+    # No password until the link is used: nothing logs in.
+    assert await _login_status(client, email, "anything-at-all") == 401
+    assert await _set_password(client, token) == 200
+    assert await _login_status(client, email, NEW_PASSWORD) == 200
+    # Single use: the same link again is refused and changes nothing.
+    assert await _set_password(client, token, "another-passphrase-x") == 400
+    assert await _login_status(client, email, NEW_PASSWORD) == 200
+    # Hashed at rest: the database holds the SHA-256 of the token, never the token.
+    stored = await db.fetchval("SELECT token_hash FROM account_tokens")
+    assert stored == hashlib.sha256(token.encode()).digest()
+    dump = await db.fetchval("SELECT string_agg(t::text, ' ') FROM account_tokens t")
+    assert token not in dump
+
+
+async def test_invitations_are_for_site_admins_and_new_addresses_only(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    invite = {"email": "someone@example.test", "name": "Someone", "roles": ["receptionist"]}
+    for role in ("clinician", "receptionist"):
+        refused = await client.post(
+            "/api/users/invite", json=invite, headers=await login_as(client, practice, role)
+        )
+        assert refused.status == 403
+    headers = await login_as(client, practice, "site_admin")
+    taken = {**invite, "email": practice.user("clinician").email}
+    assert (await client.post("/api/users/invite", json=taken, headers=headers)).status == 409
+    bad = await client.post("/api/users/invite", json={**invite, "roles": []}, headers=headers)
+    assert bad.status == 400
+
+
+async def test_no_email_no_invitation(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.refusals.append("451 4.3.0 Try again later")
+    invite = {"email": "later@example.test", "name": "Later", "roles": ["clinician"]}
+    response = await client.post(
+        "/api/users/invite", json=invite, headers=await login_as(client, practice, "site_admin")
+    )
+    assert response.status == 503
+    assert await db.fetchval("SELECT count(*) FROM users WHERE email = $1", invite["email"]) == 0
+    assert await db.fetchval("SELECT count(*) FROM account_tokens") == 0
+
+
+async def test_a_reset_ends_every_session_and_the_link_works_once(
+    client: ApiClient, practice: PracticeFixture, smtp_server: SmtpServer
+) -> None:
+    user = practice.user("clinician")
+    old_session = await login(client, user.email)
+    client.session.cookie_jar.clear()
+    asked = await client.post("/api/password/forgot", json={"email": user.email})
+    assert asked.status == 202
+    token = _token_sent_to(smtp_server, user.email)
+    assert (await client.get("/api/me", headers=old_session)).status == 200
+    assert await _set_password(client, token) == 200
+    assert (await client.get("/api/me", headers=old_session)).status == 401
+    assert await _set_password(client, token, "yet-another-passphrase") == 400
+    assert await _login_status(client, user.email, NEW_PASSWORD) == 200
+
+
+async def test_unknown_addresses_get_the_same_answer_and_no_email(
+    client: ApiClient, smtp_server: SmtpServer
+) -> None:
+    asked = await client.post("/api/password/forgot", json={"email": "nobody@example.test"})
+    assert asked.status == 202 and (await asked.json()) == {"sent": True}
+    assert smtp_server.received == []
+
+
+async def test_expired_replaced_and_deactivated_links_are_refused(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, smtp_server: SmtpServer
+) -> None:
+    user = practice.user("receptionist")
+    await client.post("/api/password/forgot", json={"email": user.email})
+    first = _token_sent_to(smtp_server, user.email)
+    await client.post("/api/password/forgot", json={"email": user.email})
+    second = _token_sent_to(smtp_server, user.email)
+    assert first != second
+    assert await _set_password(client, first) == 400  # replaced by the newer link
+    await db.execute("UPDATE account_tokens SET expires_at = now() - interval '1 second'")
+    assert await _set_password(client, second) == 400  # expired
+    await client.post("/api/password/forgot", json={"email": user.email})
+    third = _token_sent_to(smtp_server, user.email)
+    await db.execute("UPDATE users SET active = false WHERE id = $1", user.id)
+    assert await _set_password(client, third) == 400  # the account was deactivated
+    assert await _set_password(client, "made-up-token") == 400
+
+
+async def test_reset_links_are_rate_limited_per_account(
+    client: ApiClient, practice: PracticeFixture, config: Config, smtp_server: SmtpServer
+) -> None:
+    email = practice.user("clinician").email
+    allowed = config.accounts.resets_per_hour
+    for _ in range(allowed):
+        assert (await client.post("/api/password/forgot", json={"email": email})).status == 202
+    refused = await client.post("/api/password/forgot", json={"email": email})
+    assert refused.status == 429 and "Retry-After" in refused.headers
+    assert len(smtp_server.to(email)) == allowed
+
+
+async def test_an_admin_setting_a_password_ends_the_users_sessions(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    user = practice.user("clinician")
+    session = await login(client, user.email)
+    headers = await login_as(client, practice, "site_admin")
+    changed = await client.patch(
+        f"/api/users/{user.id}", json={"password": NEW_PASSWORD}, headers=headers
+    )
+    assert changed.status == 200
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/me", headers=session)).status == 401
+
+
+async def test_the_pages_are_served_without_a_session(client: ApiClient) -> None:
+    for path in ("/login/forgot", "/account/password"):
+        page = await client.get(path)
+        assert page.status == 200 and "password.js" in await page.text()
