@@ -373,6 +373,7 @@ async def run_point(
         "receivers": len(receivers),
         "video_fps_min": min(fps, default=None),
         "video_fps_median": round(statistics.median(fps), 2) if fps else None,
+        "sent_video_fps_min": min((r["sent_video_fps"] for r in receivers), default=None),
         "audio_pps_median": round(statistics.median(r["audio_pps"] for r in receivers), 1)
         if receivers
         else None,
@@ -513,6 +514,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 for server in servers.values():
                     server.stop()
+                    if args.keep_logs:
+                        keep = Path(args.keep_logs)
+                        keep.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - at the end
+                        shutil.copy(server.log_path, keep / server.log_path.name)
     result: dict[str, Any] = {
         "clip": f"VP8 640x480@30 {args.bitrate // 1000} kb/s + Opus 64 kb/s",
         "window_s": args.window,
@@ -540,6 +545,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--overload", type=int, default=0, help="a product point at N calls")
     parser.add_argument("--bitrate", type=int, default=1_000_000)
     parser.add_argument("--clip-seconds", type=int, default=10)
+    parser.add_argument("--keep-logs", default="", help="copy the servers' logs to this folder")
     return parser
 
 
