@@ -401,6 +401,8 @@ class EgressPort:
         self.on_bandwidth_estimate: Callable[[int], Any] | None = None
         self.packets_sent = 0
         self.max_backlog_bytes_seen = 0
+        # time.monotonic() of the last RTCP from the browser about this stream (RR, NACK, ...).
+        self.last_rtcp_at: float | None = None
         self._transceiver = transceiver
         self._sender = sender
         self._internals: Any = sender
@@ -540,6 +542,7 @@ class EgressPort:
         return True
 
     async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        self.last_rtcp_at = time.monotonic()
         if isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 handler = self.on_keyframe_request
