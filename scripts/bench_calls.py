@@ -50,6 +50,7 @@ import asyncpg
 from bench_calls_peers import encode_clip, save_clip
 
 PEERS = Path(__file__).resolve().parent / "bench_calls_peers.py"
+PEER_CALLS_PER_PROCESS = 5
 SECRET = secrets.token_urlsafe(32)
 PASSWORD = "bench-password-1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -305,7 +306,8 @@ async def run_point(
     offset: int,
     args: argparse.Namespace,
 ) -> PointResult:
-    groups = 1 if calls < 4 else 2
+    # Several participant processes, so that no one event loop holds too many connections.
+    groups = max(1, -(-calls // PEER_CALLS_PER_PROCESS))
     sizes = [calls // groups + (1 if i < calls % groups else 0) for i in range(groups)]
     peers: list[asyncio.subprocess.Process] = []
     start = offset
@@ -408,6 +410,23 @@ async def run_point(
     return PointResult(target, calls, figures)
 
 
+async def measured_point(
+    target: str,
+    calls: int,
+    server: Server | None,
+    clip: Path,
+    setup: Path | None,
+    offset: int,
+    args: argparse.Namespace,
+) -> PointResult:
+    """`run_point`, or a point that says why it has no figures (the run goes on)."""
+    try:
+        return await run_point(target, calls, server, clip, setup, offset, args)
+    except (TimeoutError, RuntimeError) as exc:
+        log(f"{target} x{calls}: failed: {exc!r}")
+        return PointResult(target, calls, {"failed": repr(exc)[:200]})
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -438,8 +457,8 @@ def summarize(points: list[PointResult], sweep: list[int]) -> dict[str, Any]:
         p2p = row.get("p2p")
         if product and p2p:
             for kind in ("video", "audio"):
-                ours = [r[f"latency_{kind}_ms_p50"] for r in product["rounds"]]
-                direct = [r[f"latency_{kind}_ms_p50"] for r in p2p["rounds"]]
+                ours = [r.get(f"latency_{kind}_ms_p50") for r in product["rounds"]]
+                direct = [r.get(f"latency_{kind}_ms_p50") for r in p2p["rounds"]]
                 if None not in ours and None not in direct:
                     row[f"added_latency_{kind}_ms_p50"] = round(
                         statistics.median(ours) - statistics.median(direct), 1
@@ -493,7 +512,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     for calls in sweep:
                         for target in targets:
                             log(f"round {round_index + 1}: {target}, {calls} calls")
-                            point = await run_point(
+                            point = await measured_point(
                                 target,
                                 calls,
                                 servers.get(target),
@@ -508,7 +527,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 overload = None
                 if args.overload:
                     log(f"overload: product, {args.overload} calls")
-                    overload = await run_point(
+                    overload = await measured_point(
                         "product", args.overload, servers["product"], clip, setup, offset, args
                     )
             finally:
