@@ -516,7 +516,12 @@ class EgressPort:
             return False
         found = self._nominated_socket()
         if found is not None:
-            found[0].sendto(protected, found[1])
+            socket_transport = found[0]
+            if socket_transport.is_closing():
+                # ICE closed it (consent expired, leg closing) before DTLS noticed.
+                self._socket = None
+                return False
+            socket_transport.sendto(protected, found[1])
         else:
             ice: Any = transport.transport
             task = asyncio.get_running_loop().create_task(ice._send(protected))

@@ -50,6 +50,7 @@ import asyncpg
 from bench_calls_peers import encode_clip, save_clip
 
 PEERS = Path(__file__).resolve().parent / "bench_calls_peers.py"
+PEER_CALLS_PER_PROCESS = 5
 SECRET = secrets.token_urlsafe(32)
 PASSWORD = "bench-password-1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -305,7 +306,8 @@ async def run_point(
     offset: int,
     args: argparse.Namespace,
 ) -> PointResult:
-    groups = 1 if calls < 4 else 2
+    # Several participant processes, so that no one event loop holds too many connections.
+    groups = max(1, -(-calls // PEER_CALLS_PER_PROCESS))
     sizes = [calls // groups + (1 if i < calls % groups else 0) for i in range(groups)]
     peers: list[asyncio.subprocess.Process] = []
     start = offset
@@ -373,6 +375,7 @@ async def run_point(
         "receivers": len(receivers),
         "video_fps_min": min(fps, default=None),
         "video_fps_median": round(statistics.median(fps), 2) if fps else None,
+        "sent_video_fps_min": min((r["sent_video_fps"] for r in receivers), default=None),
         "audio_pps_median": round(statistics.median(r["audio_pps"] for r in receivers), 1)
         if receivers
         else None,
@@ -407,6 +410,23 @@ async def run_point(
     return PointResult(target, calls, figures)
 
 
+async def measured_point(
+    target: str,
+    calls: int,
+    server: Server | None,
+    clip: Path,
+    setup: Path | None,
+    offset: int,
+    args: argparse.Namespace,
+) -> PointResult:
+    """`run_point`, or a point that says why it has no figures (the run goes on)."""
+    try:
+        return await run_point(target, calls, server, clip, setup, offset, args)
+    except (TimeoutError, RuntimeError) as exc:
+        log(f"{target} x{calls}: failed: {exc!r}")
+        return PointResult(target, calls, {"failed": repr(exc)[:200]})
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -437,8 +457,8 @@ def summarize(points: list[PointResult], sweep: list[int]) -> dict[str, Any]:
         p2p = row.get("p2p")
         if product and p2p:
             for kind in ("video", "audio"):
-                ours = [r[f"latency_{kind}_ms_p50"] for r in product["rounds"]]
-                direct = [r[f"latency_{kind}_ms_p50"] for r in p2p["rounds"]]
+                ours = [r.get(f"latency_{kind}_ms_p50") for r in product["rounds"]]
+                direct = [r.get(f"latency_{kind}_ms_p50") for r in p2p["rounds"]]
                 if None not in ours and None not in direct:
                     row[f"added_latency_{kind}_ms_p50"] = round(
                         statistics.median(ours) - statistics.median(direct), 1
@@ -492,7 +512,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     for calls in sweep:
                         for target in targets:
                             log(f"round {round_index + 1}: {target}, {calls} calls")
-                            point = await run_point(
+                            point = await measured_point(
                                 target,
                                 calls,
                                 servers.get(target),
@@ -507,12 +527,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 overload = None
                 if args.overload:
                     log(f"overload: product, {args.overload} calls")
-                    overload = await run_point(
+                    overload = await measured_point(
                         "product", args.overload, servers["product"], clip, setup, offset, args
                     )
             finally:
                 for server in servers.values():
                     server.stop()
+                    if args.keep_logs:
+                        keep = Path(args.keep_logs)
+                        keep.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - at the end
+                        shutil.copy(server.log_path, keep / server.log_path.name)
     result: dict[str, Any] = {
         "clip": f"VP8 640x480@30 {args.bitrate // 1000} kb/s + Opus 64 kb/s",
         "window_s": args.window,
@@ -540,6 +564,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--overload", type=int, default=0, help="a product point at N calls")
     parser.add_argument("--bitrate", type=int, default=1_000_000)
     parser.add_argument("--clip-seconds", type=int, default=10)
+    parser.add_argument("--keep-logs", default="", help="copy the servers' logs to this folder")
     return parser
 
 

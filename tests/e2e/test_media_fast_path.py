@@ -202,3 +202,23 @@ async def test_shed_ingress_backlog_goes_through_the_drop_path_and_recovers() ->
         assert not stream.waiting_for_keyframe
     finally:
         await close_all(clinician, client, leg_a, leg_b)
+
+
+async def test_a_socket_closed_under_the_fast_path_drops_instead_of_raising() -> None:
+    clinician, client, leg_a, leg_b, relay = await start_call(fast_path=True)
+    try:
+        await wait_for(lambda: client.received.video_frames > 5, within=10)
+        stream = relay.stream(Side.CLINICIAN, "audio")
+        assert stream.counters.forwarded_on_fast_path > 0
+        egress = leg_b.egress("audio")
+        assert egress is not None
+        await wait_for(lambda: egress.last_feedback_at is not None, within=3)  # the peer's RRs
+        connection: Any = leg_b.peer_connection.getTransceivers()[0].sender.transport.transport
+        pair = connection._connection._nominated[1]
+        dropped = stream.counters.dropped
+        # ICE closes the socket (consent expired) before the DTLS transport notices.
+        pair.protocol.transport.close()
+        await wait_for(lambda: stream.counters.dropped > dropped + 5, within=3)
+        assert leg_a.status.is_live  # the sender's leg is untouched
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
