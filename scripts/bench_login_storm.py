@@ -36,12 +36,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from aiortc import RTCSessionDescription
 
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS.parent))
 sys.path.insert(0, str(SCRIPTS))
 
-from bench_media import Peer, encode_clip  # noqa: E402
+from bench_calls_peers import Participant, encode_clip  # noqa: E402
 from bench_signalling import (  # noqa: E402
     Counters,
     ProductCall,
@@ -81,17 +82,21 @@ async def add_staff(database_url: str, count: int) -> list[str]:
         await pool.close()
 
 
-async def start_media(call: ProductCall, clip: Any) -> tuple[Peer, Peer]:
+async def start_media(call: ProductCall, clip: Any) -> tuple[Participant, Participant]:
     """Each side offers over its call socket, as a browser page does; the server answers."""
-    peers = (Peer(clip), Peer(clip))
+    peers = (Participant("clinician", clip), Participant("client", clip))
     for participant, peer in zip((call.doc, call.client), peers, strict=True):
-        await participant.send({"type": "sdp_offer", "v": 1, "sdp": await peer.offer()})
+        pc = peer.connection(send=True, receive=True)
+        await pc.setLocalDescription(await pc.createOffer())
+        await participant.send({"type": "sdp_offer", "v": 1, "sdp": pc.localDescription.sdp})
         answer = await participant.expect("sdp_answer")
-        await peer.accept_answer(answer["sdp"])
-    peers[0].remote, peers[1].remote = peers[1], peers[0]
-    async with asyncio.timeout(30):
-        await asyncio.gather(*(peer.first_video.wait() for peer in peers))
-    return peers
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        peer.tap(pc)
+    for _ in range(600):  # first frames on both sides within 30 s
+        if all(peer.reception.video_frames for peer in peers):
+            return peers
+        await asyncio.sleep(0.05)
+    raise TimeoutError("no video reached both peers within 30 s")
 
 
 async def probe_health(
@@ -195,15 +200,13 @@ async def phase(
     session: aiohttp.ClientSession,
     base: str,
     call: ProductCall,
-    peers: tuple[Peer, Peer],
+    peers: tuple[Participant, Participant],
     seconds: float,
     emails: list[str] | None,
 ) -> dict[str, Any]:
     log(f"{label}: {seconds:.0f} s" + (f", waves of {len(emails)} logins" if emails else ""))
     stop = asyncio.Event()
-    for peer in peers:
-        peer.reception.frame_times.clear()
-        peer.reception.recording = True
+    frames_before = [peer.reception.video_frames for peer in peers]
     began = time.perf_counter()
     tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(probe_health(session, base, stop)),
@@ -215,10 +218,11 @@ async def phase(
     stop.set()
     results = await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
-    for peer in peers:
-        peer.reception.recording = False
     health, rounds = results[0], results[1]
-    fps = [len(peer.reception.frame_times) / elapsed for peer in peers]
+    fps = [
+        (peer.reception.video_frames - before) / elapsed
+        for peer, before in zip(peers, frames_before, strict=True)
+    ]
     figures: dict[str, Any] = {
         "healthz_ms_p50": round(pct(health, 0.5), 2),
         "healthz_ms_p99": round(pct(health, 0.99), 2),
@@ -247,7 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     log_path = Path(args.server_log)
     log_path.unlink(missing_ok=True)  # noqa: ASYNC240 - once, before anything runs
     log("encoding the clip")
-    clip = encode_clip(4.0, 640, 480, 1_000_000)
+    clip = encode_clip(4, 1_000_000)
     figures: dict[str, Any] = {"logins_per_wave": args.logins, "phase_seconds": args.seconds}
     with tempfile.TemporaryDirectory() as folder, EmbeddedServices(Path(folder)) as services:
         await apply_migrations(services.database_url)
