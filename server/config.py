@@ -86,7 +86,9 @@ class OutboxConfig:
     """The worker that sends queued client messages (one runs in every node)."""
 
     enabled: bool = setting(
-        True, env="OUTBOX_WORKER", help="run the outbox worker (client messages) on this node"
+        True,
+        env="OUTBOX_WORKER",
+        help="run the outbox worker (messages) and the webhook worker on this node",
     )
     poll_seconds: float = setting(
         2.0,
