@@ -60,6 +60,7 @@ class NavLink:
 
 NAV_LINKS = (
     NavLink("diary", "Diary", "/diary"),
+    NavLink("clients", "Clients", "/clients"),
     NavLink("settings", "Settings", "/settings"),
     NavLink("templates", "Message templates", "/settings/templates", ("site_admin",)),
     NavLink("users", "Users and roles", "/settings/users", ("site_admin",)),
@@ -80,6 +81,8 @@ class PageSpec:
 PAGES: dict[str, PageSpec] = {
     "diary": PageSpec("diary.html", "Diary", "diary", "diary.js"),
     "summary": PageSpec("summary.html", "Appointment summary", "diary", "summary.js"),
+    "clients": PageSpec("clients.html", "Clients", "clients", "clients.js"),
+    "client": PageSpec("client.html", "Client", "clients", "client.js"),
     "settings": PageSpec("settings.html", "Settings", "settings", "settings.js"),
     "templates": PageSpec(
         "templates.html",
@@ -269,6 +272,23 @@ def _summary_page(renderer: PageRenderer) -> PageHandler:
     return handler
 
 
+def _client_page(renderer: PageRenderer) -> PageHandler:
+    spec = PAGES["client"]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        viewer = await signed_in_viewer(request)
+        client_id = path_uuid(request, "client_id")
+        # Another practice's client is "not found", as in the API.
+        if (
+            client_id is None
+            or await practices.get_client(request.app[DB], viewer.practice.id, client_id) is None
+        ):
+            return renderer.not_found(viewer, spec, "client")
+        return renderer.page(viewer, spec)
+
+    return handler
+
+
 def _login_page(files: _PageFiles) -> PageHandler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if await viewer_of(request) is not None:
@@ -301,6 +321,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/login", _login_page(files))
     r.add_get("/diary", _staff_page(renderer, "diary"))
     r.add_get("/appointments/{appointment_id}", _summary_page(renderer))
+    r.add_get("/clients", _staff_page(renderer, "clients"))
+    r.add_get("/clients/{client_id}", _client_page(renderer))
     r.add_get("/settings", _staff_page(renderer, "settings"))
     r.add_get("/settings/templates", _staff_page(renderer, "templates"))
     r.add_get("/settings/users", _staff_page(renderer, "users"))

@@ -2,6 +2,7 @@
 // every date and its clashes before saving), or open an existing appointment to move it,
 // start its video call ("Switch to Video") or go to its summary (the eye icon).
 import { get, post, showError, clearErrors, submitting } from "./api.js";
+import { askNewClient } from "./client-form.js";
 import { announce, el, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
 
 const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -266,7 +267,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
               c.email ? el("span", { class: "muted", text: ` · ${c.email}` }) : null,
             ),
           )
-        : [el("li", { class: "empty", role: "option", "aria-disabled": "true", text: "No client matches" })]),
+        : [el("li", { class: "empty", role: "option", "aria-disabled": "true", text: "No client matches: add them with New client." })]),
     );
     clientList.hidden = false;
     clientInput.setAttribute("aria-expanded", "true");
@@ -280,6 +281,13 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     if (mode === "new" && !selectedClient) searchClients();
   });
   clientInput.addEventListener("blur", () => setTimeout(closeList, 100));
+  const newClientButton = document.getElementById("new-client");
+  newClientButton.addEventListener("click", async () => {
+    closeList();
+    const created = await askNewClient(selectedClient ? "" : clientInput.value.trim());
+    if (created) choose(created);
+    (created ? typeSelect : clientInput).focus();
+  });
   clientInput.addEventListener("keydown", (event) => {
     if (clientList.hidden) {
       if (event.key === "ArrowDown") searchClients();
@@ -321,6 +329,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     delete recurrenceFields.dataset.previewed;
     skipField.hidden = true;
     for (const control of [clientInput, typeSelect]) control.disabled = false;
+    newClientButton.hidden = false;
   }
 
   function show(focusTarget, from) {
@@ -365,6 +374,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     selectedClient = { id: appointment.client_id, name: appointment.client_name };
     clientInput.value = appointment.client_name;
     clientInput.disabled = true;
+    newClientButton.hidden = true;
     if (![...typeSelect.options].some((o) => o.value === appointment.type_id)) {
       typeSelect.append(el("option", { value: appointment.type_id, text: appointment.type_name }));
     }

@@ -72,6 +72,22 @@ const pad = (n) => String(n).padStart(2, "0");
 export const isoDate = (y, m, d) => `${y}-${pad(m)}-${pad(d)}`;
 export const hhmm = (h, m) => `${pad(h)}:${pad(m)}`;
 
+// A calendar day (YYYY-MM-DD, no time zone: a date of birth) as the practice writes it.
+export function formatDay(iso) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : "";
+}
+
+// "15/03/1984" (or "1984-03-15") as YYYY-MM-DD when it is a real day; null otherwise.
+export function parseDay(text) {
+  const gb = /^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$/.exec(text.trim());
+  const iso = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text.trim());
+  const [y, m, d] = gb ? [+gb[3], +gb[2], +gb[1]] : iso ? [+iso[1], +iso[2], +iso[3]] : [0, 0, 0];
+  const day = new Date(Date.UTC(y, m - 1, d));
+  if (!y || day.getUTCFullYear() !== y || day.getUTCMonth() !== m - 1 || day.getUTCDate() !== d) return null;
+  return isoDate(y, m, d);
+}
+
 export function formatDateTime(value, options = {}) {
   return new Intl.DateTimeFormat("en-GB", {
     timeZone,
