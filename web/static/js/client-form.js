@@ -55,8 +55,8 @@ export function clientFields(client = null) {
     el(
       "fieldset",
       { class: "field", "data-field": "preferred_channel" },
-      el("legend", { text: "Send links and reminders by" }),
-      el("div", { class: "inline-checks" }, radio("email", "Email"), radio("sms", "Text message")),
+      el("legend", { text: "Send links and reminders as" }),
+      el("div", { class: "inline-checks" }, radio("email", "Emails"), radio("sms", "Text messages")),
     ),
   ];
 }
