@@ -171,6 +171,10 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         )
         await expect(clinician.get_by_role("button", name="Admit client")).to_be_disabled()
         await screenshot(clinician, "clinician-waiting-room-empty")
+        # Every clinician screen names the client and the appointment.
+        context_line = clinician.get_by_test_id("call-context")
+        await expect(context_line).to_contain_text("Casey Client")
+        await expect(context_line).to_contain_text("Video consultation")
 
         await client_joins_waiting_room(client, live_server, booked.link_path)
         await screenshot(client, "client-waiting-room")
@@ -185,6 +189,7 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         await expect(quality).to_have_attribute("data-source", "server")
         await expect(quality).to_contain_text("Client:")
         await expect(quality).not_to_have_attribute("data-level", "unknown")
+        await expect(context_line).to_contain_text("Casey Client")
         await screenshot(clinician, "clinician-in-call")
         await screenshot(client, "client-in-call-phone")
 
@@ -214,6 +219,11 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         await expect(client.locator("#ended-phone-link")).to_have_attribute(
             "href", "tel:01632960000"
         )
+        await expect(context_line).to_contain_text("Casey Client")
+        await expect(clinician.get_by_test_id("next-appointment")).to_have_text(
+            "No more appointments today."
+        )
+        await expect(clinician.get_by_role("link", name="Back to the diary")).to_be_visible()
         await screenshot(clinician, "clinician-ended")
         await screenshot(client, "client-ended-phone")
 

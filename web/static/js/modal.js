@@ -3,7 +3,8 @@
 // start its video call ("Switch to Video") or go to its summary (the eye icon).
 import { get, post, showError, clearErrors, submitting } from "./api.js";
 import { askNewClient } from "./client-form.js";
-import { announce, el, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
+import { outcomeLabel } from "./outcomes.js";
+import { announce, el, user, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
 
 const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const NTH = ["first", "second", "third", "fourth", "last"];
@@ -30,14 +31,14 @@ function addDaysIso(text, days) {
   return isoDate(t.getUTCFullYear(), t.getUTCMonth() + 1, t.getUTCDate());
 }
 
-// Switch to Video is offered on every booked video appointment; whether this user may
-// start it (the appointment's clinician) and whether minutes allow it, the server decides
-// and the modal shows its answer.
+// Switch to Video is offered to the appointment's clinician only (others see its outcome);
+// whether minutes allow the call, the server decides and the modal shows its answer.
 export function createAppointmentModal({ clinicians, types, onChanged }) {
   const dialog = document.getElementById("appointment-modal");
   const form = document.getElementById("appointment-form");
   const title = document.getElementById("modal-title");
   const switchButton = document.getElementById("switch-to-video");
+  const outcomeBadge = document.getElementById("appointment-outcome");
   const summaryLink = document.getElementById("open-summary");
   const videoStatus = document.getElementById("video-status");
   const clientInput = document.getElementById("client-search");
@@ -356,6 +357,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     current = null;
     title.textContent = "New appointment";
     switchButton.hidden = true;
+    outcomeBadge.hidden = true;
     summaryLink.hidden = true;
     recurrenceToggle.hidden = false;
     saveButton.textContent = "Save";
@@ -387,7 +389,13 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     recurrenceOn.checked = false;
     recurrenceToggle.hidden = true;
     const booked = appointment.status === "booked";
-    switchButton.hidden = !(appointment.is_video && booked);
+    // Only the appointment's clinician can start its call (the server refuses anyone else);
+    // everyone else sees where the appointment stands instead.
+    const mine = appointment.clinician_id === user.id;
+    switchButton.hidden = !(appointment.is_video && booked && mine);
+    outcomeBadge.hidden = !switchButton.hidden;
+    outcomeBadge.className = `state state-${appointment.outcome}`;
+    outcomeBadge.textContent = outcomeLabel(appointment.outcome);
     summaryLink.hidden = false;
     summaryLink.href = `/appointments/${appointment.id}`;
     saveButton.textContent = "Save changes";
@@ -403,13 +411,9 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     announce(videoStatus, "Opening the waiting room…");
     try {
       const call = await post(`/api/appointments/${current.id}/video/start`, goAhead ? { go_ahead: true } : {});
-      announce(videoStatus, "");
-      videoStatus.append(
-        "The waiting room is open. ",
-        el("a", { href: `/calls/${encodeURIComponent(call.call_id)}`, id: "open-call", text: "Go to the call" }),
-      );
-      videoStatus.hidden = false;
-      document.getElementById("open-call").focus();
+      // Straight to the waiting room: the call page is where the clinician works now.
+      announce(videoStatus, "The waiting room is open. Taking you there…");
+      location.assign(`/calls/${encodeURIComponent(call.call_id)}`);
     } catch (error) {
       announce(videoStatus, "");
       showError(form, error);
@@ -424,8 +428,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
       if (precall && precall.can_buy) {
         banner.append(" ", el("a", { href: "/admin/minutes", class: "button", text: "Buy more minutes" }));
       }
-    } finally {
-      switchButton.disabled = false;
+      switchButton.disabled = false; // on success it stays disabled while the call page loads
     }
   }
   switchButton.addEventListener("click", () => startVideo(false));

@@ -1,6 +1,7 @@
 // What every signed-in page shares: who is looking (boot data rendered by the server),
 // log out, and formatting in the practice's time zone.
 import { post } from "./api.js";
+import { formatDateIn, formatTimeIn } from "./dates.js";
 
 export const boot = JSON.parse(document.getElementById("vc-boot").textContent);
 export const user = boot.user;
@@ -102,20 +103,11 @@ export function formatDateTime(value, options = {}) {
 }
 
 export function formatTime(value) {
-  return new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit" }).format(
-    new Date(value),
-  );
+  return formatTimeIn(timeZone, value);
 }
 
 export function formatDate(value, options = {}) {
-  return new Intl.DateTimeFormat("en-GB", {
-    timeZone,
-    weekday: "long",
-    day: "numeric",
-    month: "long",
-    year: "numeric",
-    ...options,
-  }).format(new Date(value));
+  return formatDateIn(timeZone, value, options);
 }
 
 // Small DOM builder: el("p", {class: "x", text: "hi"}, child...). Text is never parsed as HTML.
