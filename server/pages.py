@@ -309,6 +309,11 @@ def safe_next(raw: str) -> str:
     return raw if _LOCAL_PATH.fullmatch(raw) else "/diary"
 
 
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    # Browsers ask for /favicon.ico whatever the page links; answer it rather than 404.
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 async def _home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/diary")
 
@@ -318,6 +323,7 @@ def add_routes(app: web.Application) -> None:
     renderer = PageRenderer(files)
     r = app.router
     r.add_get("/", _home)
+    r.add_get("/favicon.ico", _favicon)
     r.add_get("/login", _login_page(files))
     r.add_get("/diary", _staff_page(renderer, "diary"))
     r.add_get("/appointments/{appointment_id}", _summary_page(renderer))

@@ -37,7 +37,8 @@ async def test_wrong_password_shows_the_error_and_right_one_logs_in(
     await page.get_by_label("Email").fill(practice.receptionist.email)
     await page.get_by_label("Password").fill("not-the-password")
     await page.get_by_role("button", name="Log in").click()
-    await expect(page.get_by_role("alert")).to_have_text("wrong email or password")
+    # Every message a person reads is a sentence: capital letter, full stop.
+    await expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
     await screenshot(page, "login-wrong-password")
 
     await page.get_by_label("Password").fill(PASSWORD)
@@ -106,6 +107,14 @@ async def test_site_admin_changes_the_practice_phone(
     await expect(page.locator("#practice-form [data-status]")).to_have_text("Organisation saved.")
     await expect(phone).not_to_have_attribute("aria-invalid", "true")
     await screenshot(page, "settings-saved-by-admin")
+    # A refusal after a save: the earlier "saved" no longer stands beside it.
+    await phone.fill("call reception")
+    await page.get_by_role("button", name="Save organisation").click()
+    await expect(page.locator("#practice-form .field-error")).to_have_text(
+        "Check the phone: it is not in the form expected."
+    )
+    await expect(page.locator("#practice-form [data-status]")).to_be_hidden()
+    await phone.fill("020 7946 0321")
 
     api = await browser_context.request.get(live_server.at("/api/practice"))
     assert (await api.json())["phone"] == "020 7946 0321"

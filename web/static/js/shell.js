@@ -128,8 +128,4 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// A polite status line for screen readers and sighted users alike.
-export function announce(node, message) {
-  node.textContent = message;
-  node.hidden = !message;
-}
+export { announce } from "./notices.js";

@@ -77,7 +77,10 @@ function communicationRow(message) {
       el(
         "details",
         {},
-        el("summary", { text: message.subject ? `${label}: ${message.subject}` : label }),
+        // A subject that already says what it is ("Reminder: ...") is not labelled twice.
+        el("summary", {
+          text: !message.subject ? label : message.subject.startsWith(label) ? message.subject : `${label}: ${message.subject}`,
+        }),
         el("div", { class: "preview-box", text: message.body }),
       ),
     ),
@@ -181,7 +184,11 @@ cancelForm.addEventListener("submit", async (event) => {
   if (!confirming) {
     confirming = true;
     cancelButton.textContent = "Yes, cancel it";
-    announce(cancelForm.querySelector("[data-status]"), "The client's video link will stop working. Press again to confirm.");
+    announce(
+      cancelForm.querySelector("[data-status]"),
+      "The client's video link will stop working. Press again to confirm.",
+      "warning",
+    );
     cancelButton.focus();
     return;
   }
