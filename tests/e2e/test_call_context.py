@@ -4,6 +4,7 @@ appointment and leads back to the diary. A receptionist is not offered Switch to
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,8 +17,9 @@ from server.wallet.ledger import adjust_balance
 from tests.call_ui_fixtures import book_video_appointment
 from tests.support import PracticeFixture
 
-pytest.register_assert_rewrite("tests.e2e.browser")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
 
+from tests.e2e.accessibility import assert_accessible  # noqa: E402
 from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
@@ -69,6 +71,7 @@ async def test_clinician_switches_to_video_straight_into_a_waiting_room_that_nam
     modal = page.get_by_role("dialog", name="Casey Client · Video consultation")
     await expect(modal.get_by_test_id("appointment-outcome")).to_be_hidden()
     await screenshot(page, "tablet-768-diary-modal-clinician")
+    await assert_accessible(page, "appointment modal (clinician)", "#appointment-modal")
     await modal.get_by_role("button", name="Switch to Video").click()
 
     # R-B8: one click, and the clinician is in the waiting room.
@@ -82,11 +85,13 @@ async def test_clinician_switches_to_video_straight_into_a_waiting_room_that_nam
     await expect(context_line).to_contain_text("Video consultation")
     await expect(page.get_by_test_id("next-appointment")).to_be_hidden()
     await screenshot(page, "tablet-768-clinician-waiting-room")
+    await assert_accessible(page, "clinician waiting room")
 
     await page.get_by_role("link", name="Back to the diary").click()
-    await expect(page).to_have_url(live_server.at("/diary"))
+    await expect(page).to_have_url(re.compile(r"/diary(\?|$)"))
     await expect(page.locator(".appt", has_text="Casey Client")).to_be_visible()
     await screenshot(page, "tablet-768-diary")
+    await assert_accessible(page, "diary")
 
 
 async def test_a_receptionist_sees_the_outcome_instead_of_switch_to_video(
@@ -108,3 +113,4 @@ async def test_a_receptionist_sees_the_outcome_instead_of_switch_to_video(
     await expect(modal.locator("#switch-to-video")).to_be_hidden()
     await expect(modal.get_by_test_id("appointment-outcome")).to_have_text("Booked")
     await screenshot(page, "tablet-768-diary-modal-receptionist")
+    await assert_accessible(page, "appointment modal (receptionist)", "#appointment-modal")

@@ -16,8 +16,9 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from server.config import Config, OutboxConfig
 from tests.support import PracticeFixture
 
-pytest.register_assert_rewrite("tests.e2e.browser")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
 
+from tests.e2e.accessibility import assert_accessible  # noqa: E402
 from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
@@ -94,6 +95,7 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
         "Enter the date of birth as a real date."
     )
     await screenshot(page, f"modal-new-client-refused-{locale}")
+    await assert_accessible(page, "new client dialog with errors", "#new-client-dialog")
     assert await db.fetchval("SELECT count(*) FROM clients WHERE name = 'Nadia Noor'") == 0
     await adding.get_by_label("Date of birth").fill("28/02/1983")
     await adding.get_by_label("Text messages").check()
@@ -101,6 +103,7 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
     await expect(adding).to_be_hidden()
 
     await expect(modal.get_by_role("combobox", name="Client")).to_have_value("Nadia Noor")
+    await assert_accessible(page, "appointment modal", "#appointment-modal")
     await modal.get_by_role("button", name="Save").click()
     await expect(modal).to_be_hidden()
     await expect(page.locator(f'[data-day="{monday}"] .appt')).to_contain_text("Nadia Noor")
@@ -116,6 +119,7 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
     row = page.locator(f'tr[data-client-id="{stored["id"]}"]')
     await expect(row).to_contain_text("28/02/1983")  # the practice's format, in any browser
     await screenshot(page, f"clients-search-{locale}")
+    await assert_accessible(page, "clients page")
     await row.get_by_role("link", name="Nadia Noor").click()
     await expect(page.get_by_role("heading", name="Nadia Noor", level=1)).to_be_visible()
     history = page.locator("#client-appointments tbody tr")
@@ -143,6 +147,7 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
         "07700 900999"
     )
     await screenshot(page, f"client-page-{locale}")
+    await assert_accessible(page, "client page")
 
     # Another practice's client is not found, like a wrong address.
     response = await page.goto(
@@ -150,3 +155,4 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
     )
     assert response is not None and response.status == 404
     await expect(page.get_by_role("heading", level=1)).to_have_text("Client not found")
+    await assert_accessible(page, "client not found page")
