@@ -34,20 +34,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGES_DIR = WEB_DIR / "pages"
 STATIC_DIR = WEB_DIR / "static"
 
-# The wallet engineer's admin minutes dashboard (R-A1); linked for site admins only.
+# The video minutes dashboard (R-A1): a page of the app for site admins.
 MINUTES_DASHBOARD_PATH = "/admin/minutes"
-
-# Pages hold personal data: never cached, never framed, scripts from this origin only.
-PAGE_HEADERS: Mapping[str, str] = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-}
 
 
 @dataclass(frozen=True)
@@ -91,6 +79,14 @@ PAGES: dict[str, PageSpec] = {
         "templates.js",
         ("site_admin",),
         "Only a site admin can change the practice's message templates.",
+    ),
+    "minutes": PageSpec(
+        "minutes.html",
+        "Video minutes",
+        "minutes",
+        "minutes.js",
+        ("site_admin",),
+        "Only a site admin can see the video minutes and buy more.",
     ),
     "users": PageSpec(
         "users.html",
@@ -159,7 +155,12 @@ def _role_names(roles: list[str]) -> str:
 
 def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(
-        text=text, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+        # Their security headers (no-store, CSP, no framing) are set for every page at one
+        # place, server/security_headers.py.
+        text=text,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
     )
 
 
@@ -332,4 +333,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/settings", _staff_page(renderer, "settings"))
     r.add_get("/settings/templates", _staff_page(renderer, "templates"))
     r.add_get("/settings/users", _staff_page(renderer, "users"))
+    r.add_get(MINUTES_DASHBOARD_PATH, _staff_page(renderer, "minutes"))
     r.add_static("/static/", STATIC_DIR, follow_symlinks=False)

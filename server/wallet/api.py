@@ -23,7 +23,7 @@ from server.auth.session import Staff, current_staff, held_open, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 from server.query import int_in_range, invalid_parameter, query_day, query_int, query_text
 from server.validation import EARLIEST_DAY
-from server.wallet import dashboard, ledger, mandates, pages, webhooks
+from server.wallet import dashboard, ledger, mandates, webhooks
 from server.wallet.bundles import format_balance, price_list
 from server.wallet.checkout import (
     NoMandate,
@@ -378,4 +378,3 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/minutes/export/usage.csv", export_usage)
     r.add_get("/api/minutes/export/purchases.csv", export_purchases)
     webhooks.add_routes(app)
-    pages.add_routes(app)

@@ -78,18 +78,5 @@ export async function requestJson(method, path, body) {
   return data;
 }
 
-/** 75 -> "1:15", 3725 -> "1:02:05". */
-export function formatDuration(totalSeconds) {
-  const seconds = Math.max(0, Math.floor(totalSeconds));
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = String(seconds % 60).padStart(2, "0");
-  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
-/** Seconds as people read a balance: "264 min", "45 s" (R-M1). */
-export function formatMinutes(seconds) {
-  const sign = seconds < 0 ? "-" : "";
-  const magnitude = Math.abs(seconds);
-  return magnitude < 60 ? `${sign}${magnitude} s` : `${sign}${Math.floor(magnitude / 60)} min`;
-}
+// Durations and balances are written by the one minutes module.
+export { formatDuration, formatBalance as formatMinutes } from "../minutes-format.js";
