@@ -456,7 +456,7 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
     receptionist = await receptionist_context.new_page()
     await receptionist.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
     await expect(receptionist.locator("#problem-message")).to_have_text(
-        "only a clinician or site admin can start a video call"
+        "Only a clinician or site admin can start a video call."
     )
 
     # ... a site admin is offered the bundles right there, buys one, and the room opens.

@@ -156,3 +156,53 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
     assert response is not None and response.status == 404
     await expect(page.get_by_role("heading", level=1)).to_have_text("Client not found")
     await assert_accessible(page, "client not found page")
+
+
+@pytest.mark.browser
+async def test_a_client_is_added_and_booked_with_the_keyboard_alone(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    monday = _monday_after_next()
+    await log_in(browser_context, live_server, practice.receptionist.email)
+    await page.goto(
+        live_server.at(f"/diary?clinician={practice.clinician.id}&week={monday}"),
+        wait_until="domcontentloaded",
+    )
+    await expect(page.locator("#week")).to_have_attribute("data-loaded", monday.isoformat())
+    slot = page.locator(f'[data-day="{monday}"] button.slot[data-time="09:00"]')
+    await slot.focus()
+    await page.keyboard.press("Enter")
+    modal = page.get_by_role("dialog", name="New appointment")
+    await expect(modal.get_by_role("combobox", name="Client")).to_be_focused()
+    await page.keyboard.type("Kit Keyes")
+    await expect(modal.locator("#client-options")).to_be_visible()
+    await page.keyboard.press("Escape")  # closes the list of matches, not the dialog
+    await expect(modal).to_be_visible()
+    await page.keyboard.press("Tab")
+    await expect(modal.get_by_role("button", name="New client")).to_be_focused()
+    await page.keyboard.press("Enter")
+    adding = page.get_by_role("dialog", name="New client")
+    await expect(adding.get_by_label("Name")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("kit@example.org")
+    await page.keyboard.press("Enter")  # Enter in a field submits its form
+    await expect(adding).to_be_hidden()
+    await expect(modal.get_by_label("Type", exact=True)).to_be_focused()
+    await expect(modal.get_by_role("combobox", name="Client")).to_have_value("Kit Keyes")
+    for _ in range(30):  # Tab on to Save, through whatever lies between
+        if await page.evaluate("document.activeElement.id") == "save-appointment":
+            break
+        await page.keyboard.press("Tab")
+    await expect(modal.get_by_role("button", name="Save")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(modal).to_be_hidden()
+    await expect(page.locator(f'[data-day="{monday}"] .appt')).to_contain_text("Kit Keyes")
+    booked = await db.fetchval(
+        """SELECT count(*) FROM appointments a JOIN clients c ON c.id = a.client_id
+           WHERE c.name = 'Kit Keyes' AND c.email = 'kit@example.org'"""
+    )
+    assert booked == 1

@@ -9,12 +9,13 @@ import { announce } from "./notices.js";
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export class ApiError extends Error {
-  constructor(status, code, message, field, details) {
+  constructor(status, code, message, field, details, body) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field || null;
     this.details = details || {};
+    this.body = body || null; // the whole answer, {"error": {...}}
   }
 }
 
@@ -26,7 +27,9 @@ export function csrfToken() {
   return "";
 }
 
-export async function api(method, path, body) {
+// A page that handles a lost session itself (the call pages) passes {signInAgain: false};
+// any other page goes back to the login form on a 401.
+export async function api(method, path, body, { signInAgain = true } = {}) {
   const headers = { Accept: "application/json" };
   if (!SAFE_METHODS.has(method)) headers["X-CSRF-Token"] = csrfToken();
   const init = { method, headers, credentials: "same-origin" };
@@ -52,12 +55,12 @@ export async function api(method, path, body) {
   if (response.ok) return data;
   const error = (data && data.error) || {};
   const { code, message, field, ...details } = error;
-  if (response.status === 401 && path !== "/api/login") {
+  if (response.status === 401 && signInAgain && path !== "/api/login") {
     // The session ended (expired or logged out elsewhere): back to the login page.
     const next = encodeURIComponent(location.pathname + location.search);
     location.assign(`/login?next=${next}`);
   }
-  throw new ApiError(response.status, code || `http_${response.status}`, readable(message, field, response.status), field, details);
+  throw new ApiError(response.status, code || `http_${response.status}`, readable(message, field, response.status), field, details, data);
 }
 
 // What a person reads: a sentence in plain English. A type checker's own words (they name
