@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from server.wallet.ledger import adjust_balance
 from tests.call_ui_fixtures import book_video_appointment
@@ -25,7 +25,7 @@ from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot
 pytest_plugins = ["tests.e2e.browser"]
 pytestmark = pytest.mark.browser
 LONDON = ZoneInfo("Europe/London")
-TABLET = {"width": 768, "height": 1024}
+TABLET: ViewportSize = {"width": 768, "height": 1024}
 
 
 @pytest.fixture

@@ -239,6 +239,20 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         ).to_be_visible()
         await screenshot(clinician, "clinician-reopened-finished")
 
+        # The appointment's summary shows the call's audit trail: who did what, when.
+        await clinician.goto(live_server.at(f"/appointments/{booked.id}"))
+        await expect(clinician.locator("#details")).to_contain_text("Completed")
+        trail = clinician.locator("#audit-table tbody tr")
+        await expect(trail.first).to_contain_text("Opened the waiting room")
+        await expect(trail.first).to_contain_text("Dr Cole")
+        await expect(
+            clinician.locator('#audit-table tr[data-to-state="in_progress"]')
+        ).to_contain_text("Admitted the client")
+        await expect(clinician.locator('#audit-table tr[data-to-state="ended"]')).to_contain_text(
+            "Ended the call"
+        )
+        await screenshot(clinician, "summary-call-audit-trail")
+
 
 async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
     new_context: OpenContext,

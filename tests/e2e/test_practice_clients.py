@@ -110,6 +110,7 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
     stored = await db.fetchrow(
         "SELECT id, date_of_birth, preferred_channel, phone FROM clients WHERE name = 'Nadia Noor'"
     )
+    assert stored is not None
     assert stored["date_of_birth"] == date(1983, 2, 28)
     assert stored["preferred_channel"] == "sms"
 

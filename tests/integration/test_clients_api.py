@@ -116,6 +116,7 @@ async def test_a_change_that_leaves_the_channel_without_its_address_is_refused(
     assert response.status == 400
     assert (await response.json())["error"]["field"] == "email"
     row = await db.fetchrow("SELECT name, email FROM clients WHERE id = $1", practice.client.id)
+    assert row is not None
     assert row["name"] == practice.client.name and row["email"] == practice.client.email
 
 

@@ -1,6 +1,8 @@
 // The appointment summary (R-B7): details and the client's video URL at the top, the
 // communications history (sent and scheduled) below, and the move / cancel actions.
 import { get, post, submitting } from "./api.js";
+import { showCallAudit } from "./call-audit.js";
+import { outcomeLabel } from "./outcomes.js";
 import { announce, el, formatDate, formatDateTime, formatTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
 
 const appointmentId = location.pathname.split("/").pop();
@@ -37,7 +39,7 @@ function renderDetails(appointment) {
     ["Type", `${appointment.type_name}${appointment.is_video ? " (video)" : ""}`],
     ["Date", formatDate(appointment.starts_at)],
     ["Time", `${formatTime(appointment.starts_at)}–${formatTime(appointment.ends_at)}`],
-    ["Status", stateBadge(appointment.status, appointment.status === "booked" ? "Booked" : "Cancelled")],
+    ["Status", stateBadge(appointment.outcome, outcomeLabel(appointment.outcome))],
   ];
   if (appointment.series_position) rows.push(["Series", `Session ${appointment.series_position} of a recurring series`]);
   if (appointment.cancel_reason) rows.push(["Cancellation reason", appointment.cancel_reason]);
@@ -212,5 +214,5 @@ cancelForm.addEventListener("submit", async (event) => {
 });
 
 await load();
-if (summary) await fillClinicians(summary.appointment.clinician_id);
+if (summary) await Promise.all([fillClinicians(summary.appointment.clinician_id), showCallAudit(appointmentId)]);
 document.body.dataset.ready = "true";
