@@ -287,6 +287,14 @@ API_ROUTES: tuple[ApiRoute, ...] = (
     ),
     ApiRoute(
         "GET",
+        "/api/clients/{client_id}/appointments",
+        practices_api.client_appointments,
+        "The client's appointments, newest first, with their outcomes",
+        ANY_STAFF,
+        "practice",
+    ),
+    ApiRoute(
+        "GET",
         "/api/appointment-types",
         practices_api.list_appointment_types,
         "The practice's appointment types",

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from pathlib import Path
 
 from aiohttp import web
 
 from server.appkeys import DB
-from server.pages import own_appointment_in_path, path_uuid, signed_in_viewer
+from server.pages import WEB_DIR, own_appointment_in_path, path_uuid, signed_in_viewer
 
-CALL_DIR = Path(__file__).resolve().parent.parent / "web" / "call"
+CALL_DIR = WEB_DIR / "call"
 
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -36,20 +36,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGES_DIR = WEB_DIR / "pages"
 STATIC_DIR = WEB_DIR / "static"
 
-# The wallet engineer's admin minutes dashboard (R-A1); linked for site admins only.
+# The video minutes dashboard (R-A1): a page of the app for site admins.
 MINUTES_DASHBOARD_PATH = "/admin/minutes"
-
-# Pages hold personal data: never cached, never framed, scripts from this origin only.
-PAGE_HEADERS: Mapping[str, str] = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-}
 
 
 @dataclass(frozen=True)
@@ -62,6 +50,7 @@ class NavLink:
 
 NAV_LINKS = (
     NavLink("diary", "Diary", "/diary"),
+    NavLink("clients", "Clients", "/clients"),
     NavLink("settings", "Settings", "/settings"),
     NavLink("templates", "Message templates", "/settings/templates", ("site_admin",)),
     NavLink("users", "Users and roles", "/settings/users", ("site_admin",)),
@@ -82,6 +71,8 @@ class PageSpec:
 PAGES: dict[str, PageSpec] = {
     "diary": PageSpec("diary.html", "Diary", "diary", "diary.js"),
     "summary": PageSpec("summary.html", "Appointment summary", "diary", "summary.js"),
+    "clients": PageSpec("clients.html", "Clients", "clients", "clients.js"),
+    "client": PageSpec("client.html", "Client", "clients", "client.js"),
     "settings": PageSpec("settings.html", "Settings", "settings", "settings.js"),
     "templates": PageSpec(
         "templates.html",
@@ -90,6 +81,14 @@ PAGES: dict[str, PageSpec] = {
         "templates.js",
         ("site_admin",),
         "Only a site admin can change the practice's message templates.",
+    ),
+    "minutes": PageSpec(
+        "minutes.html",
+        "Video minutes",
+        "minutes",
+        "minutes.js",
+        ("site_admin",),
+        "Only a site admin can see the video minutes and buy more.",
     ),
     "users": PageSpec(
         "users.html",
@@ -183,7 +182,12 @@ def _role_names(roles: list[str]) -> str:
 
 def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(
-        text=text, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+        # Their security headers (no-store, CSP, no framing) are set for every page at one
+        # place, server/security_headers.py.
+        text=text,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
     )
 
 
@@ -300,6 +304,23 @@ def _summary_page(renderer: PageRenderer) -> PageHandler:
     return handler
 
 
+def _client_page(renderer: PageRenderer) -> PageHandler:
+    spec = PAGES["client"]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        viewer = await signed_in_viewer(request)
+        client_id = path_uuid(request, "client_id")
+        # Another practice's client is "not found", as in the API.
+        if (
+            client_id is None
+            or await practices.get_client(request.app[DB], viewer.practice.id, client_id) is None
+        ):
+            return renderer.not_found(viewer, spec, "client")
+        return renderer.page(viewer, spec)
+
+    return handler
+
+
 def _login_page(files: _PageFiles) -> PageHandler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if await viewer_of(request) is not None:
@@ -330,6 +351,11 @@ def _static_page(path: Path) -> PageHandler:
     return handler
 
 
+async def _favicon(request: web.Request) -> web.StreamResponse:
+    # Browsers ask for /favicon.ico whatever the page links; answer it rather than 404.
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 async def _home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/diary")
 
@@ -339,12 +365,16 @@ def add_routes(app: web.Application) -> None:
     renderer = PageRenderer(files)
     r = app.router
     r.add_get("/", _home)
+    r.add_get("/favicon.ico", _favicon)
     r.add_get("/login", _login_page(files))
     r.add_get("/login/forgot", _static_page(PAGES_DIR / "forgot.html"))
     r.add_get("/account/password", _static_page(PAGES_DIR / "password.html"))
     r.add_get("/diary", _staff_page(renderer, "diary"))
     r.add_get("/appointments/{appointment_id}", _summary_page(renderer))
+    r.add_get("/clients", _staff_page(renderer, "clients"))
+    r.add_get("/clients/{client_id}", _client_page(renderer))
     r.add_get("/settings", _staff_page(renderer, "settings"))
     r.add_get("/settings/templates", _staff_page(renderer, "templates"))
     r.add_get("/settings/users", _staff_page(renderer, "users"))
+    r.add_get(MINUTES_DASHBOARD_PATH, _staff_page(renderer, "minutes"))
     r.add_static("/static/", STATIC_DIR, follow_symlinks=False)

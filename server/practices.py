@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import date
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,7 +46,9 @@ class Client(msgspec.Struct, frozen=True):
     practice_id: uuid.UUID
     name: str
     email: str | None
-    phone: str | None
+    phone: str | None  # a mobile number: where SMS go
+    date_of_birth: date | None = None
+    preferred_channel: str = "email"  # email | sms
 
 
 class AppointmentType(msgspec.Struct, frozen=True):
@@ -85,7 +88,7 @@ _PRACTICE_COLUMNS = (
     "low_balance_minutes"
 )
 _USER_COLUMNS = "id, practice_id, email, name, roles, active"
-_CLIENT_COLUMNS = "id, practice_id, name, email, phone"
+_CLIENT_COLUMNS = "id, practice_id, name, email, phone, date_of_birth, preferred_channel"
 _TYPE_COLUMNS = "id, practice_id, name, duration_minutes, is_video, active"
 
 
@@ -216,14 +219,18 @@ async def create_client(
     name: str,
     email: str | None = None,
     phone: str | None = None,
+    date_of_birth: date | None = None,
+    preferred_channel: str = "email",
 ) -> Client:
     row = await db.fetchrow(
-        f"""INSERT INTO clients (practice_id, name, email, phone)
-            VALUES ($1, $2, $3, $4) RETURNING {_CLIENT_COLUMNS}""",
+        f"""INSERT INTO clients (practice_id, name, email, phone, date_of_birth, preferred_channel)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_CLIENT_COLUMNS}""",
         practice_id,
         name,
         email,
         phone,
+        date_of_birth,
+        preferred_channel,
     )
     assert row is not None
     return Client(**dict(row))
@@ -234,7 +241,10 @@ async def search_clients(
 ) -> list[Client]:
     rows = await db.fetch(
         f"""SELECT {_CLIENT_COLUMNS} FROM clients
-            WHERE practice_id = $1 AND ($2 = '' OR lower(name) LIKE '%' || lower($2) || '%')
+            WHERE practice_id = $1 AND ($2 = ''
+                  OR strpos(lower(name), lower($2)) > 0
+                  OR strpos(lower(coalesce(email, '')), lower($2)) > 0
+                  OR strpos(replace(coalesce(phone, ''), ' ', ''), replace($2, ' ', '')) > 0)
             ORDER BY name LIMIT $3""",
         practice_id,
         query,

@@ -6,8 +6,10 @@ its appointment types; any staff member (receptionists book) adds and edits clie
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Annotated, Literal
+from datetime import date
+from typing import Annotated, Literal, NoReturn
 
 import msgspec
 from aiohttp import web
@@ -15,6 +17,7 @@ from aiohttp import web
 from server import practices
 from server.appkeys import DB, PASSWORDS
 from server.auth.session import current_staff, end_sessions_of, require_role
+from server.diary import appointments
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 
 # Not blank: at least one character that is not white space.
@@ -57,16 +60,87 @@ class UserChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
+# A client's fields are checked here, one plain sentence per field (shown next to it on the
+# page), rather than by msgspec's type messages, which name regexes and JSON paths.
+_PHONE = re.compile(r"^\+?[0-9() \-]{6,40}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EARLIEST_BIRTH = date(1900, 1, 1)
+Channel = Literal["email", "sms"]
+
+
 class NewClient(msgspec.Struct, forbid_unknown_fields=True):
-    name: Name
-    email: Email | None = None
-    phone: Phone | None = None
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    date_of_birth: str | None = None  # YYYY-MM-DD
+    # None: email when the client has an email address, else text messages to the mobile.
+    preferred_channel: Channel | None = None
 
 
 class ClientChanges(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    name: Name | msgspec.UnsetType = msgspec.UNSET
-    email: Email | msgspec.UnsetType | None = msgspec.UNSET
-    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    email: str | msgspec.UnsetType | None = msgspec.UNSET
+    phone: str | msgspec.UnsetType | None = msgspec.UNSET
+    date_of_birth: str | msgspec.UnsetType | None = msgspec.UNSET
+    preferred_channel: Channel | msgspec.UnsetType = msgspec.UNSET
+
+
+def _refuse_client_field(field: str, message: str) -> NoReturn:
+    raise ApiError(400, "invalid_client", message, field=field)
+
+
+def _client_fields(body: NewClient | ClientChanges, today: date) -> dict[str, object]:
+    """The body's fields as columns, blanks as NULL, or a 400 naming the first bad field."""
+    given = {
+        name: getattr(body, name)
+        for name in body.__struct_fields__
+        if getattr(body, name) is not msgspec.UNSET
+    }
+    out: dict[str, object] = {}
+    for name, raw in given.items():
+        value = raw.strip() if isinstance(raw, str) else raw
+        if value == "":
+            value = None
+        if name == "name":
+            if value is None:
+                _refuse_client_field(name, "Enter the client's name.")
+            if len(value) > 200:
+                _refuse_client_field(name, "The name is too long: use at most 200 characters.")
+        elif name == "email" and value is not None:
+            if len(value) > 254 or not _EMAIL.fullmatch(value):
+                _refuse_client_field(name, "Enter an email address like name@example.com.")
+        elif name == "phone" and value is not None:
+            if not _PHONE.fullmatch(value):
+                _refuse_client_field(
+                    name, "Enter a mobile number using digits, spaces and an optional +."
+                )
+        elif name == "date_of_birth" and value is not None:
+            value = _birth_date(value, today)
+        out[name] = value
+    return out
+
+
+def _check_channel(record: dict[str, object]) -> None:
+    """The channel the client prefers must have its address."""
+    if record.get("preferred_channel") == "sms" and not record.get("phone"):
+        _refuse_client_field("phone", "Enter a mobile number to send this client text messages.")
+    if record.get("preferred_channel") == "email" and not record.get("email"):
+        _refuse_client_field("email", "Enter an email address to send this client emails.")
+
+
+def _birth_date(text: str, today: date) -> date:
+    try:
+        if not _DAY.fullmatch(text):
+            raise ValueError(text)
+        born = date.fromisoformat(text)
+    except ValueError:
+        _refuse_client_field("date_of_birth", "Enter the date of birth as a real date.")
+    if not EARLIEST_BIRTH <= born <= today:
+        _refuse_client_field(
+            "date_of_birth", "The date of birth must be in the past and after 1 January 1900."
+        )
+    return born
 
 
 Minutes = Annotated[int, msgspec.Meta(ge=5, le=480)]
@@ -217,10 +291,31 @@ async def list_clients(request: web.Request) -> web.Response:
 async def create_client(request: web.Request) -> web.Response:
     staff = await current_staff(request)
     body = await read_body(request, NewClient)
+    fields = _client_fields(body, date.today())
+    if fields["preferred_channel"] is None:
+        fields["preferred_channel"] = "sms" if fields["phone"] and not fields["email"] else "email"
+        if not fields["email"] and not fields["phone"]:
+            fields["preferred_channel"] = "email"  # no address yet: nothing to check
+    else:
+        _check_channel(fields)
     client = await practices.create_client(
-        request.app[DB], staff.practice_id, body.name, body.email, body.phone
+        request.app[DB],
+        staff.practice_id,
+        str(fields["name"]),
+        _optional_text(fields["email"]),
+        _optional_text(fields["phone"]),
+        _optional_day(fields["date_of_birth"]),
+        str(fields["preferred_channel"]),
     )
     return json_response(client, status=201)
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_day(value: object) -> date | None:
+    return value if isinstance(value, date) else None
 
 
 async def get_client(request: web.Request) -> web.Response:
@@ -236,12 +331,29 @@ async def update_client(request: web.Request) -> web.Response:
     staff = await current_staff(request)
     client_id = parse_uuid(request.match_info["client_id"], "client")
     body = await read_body(request, ClientChanges)
-    client = await practices.update_client(
-        request.app[DB], staff.practice_id, client_id, _changes(body)
-    )
+    db = request.app[DB]
+    changes = _client_fields(body, date.today())
+    async with db.acquire() as conn, conn.transaction():
+        before = await practices.get_client(conn, staff.practice_id, client_id)
+        if before is None:
+            not_found("client")
+        if {"preferred_channel", "email", "phone"} & changes.keys():
+            # The channel the client is left with must have its address.
+            _check_channel({**msgspec.structs.asdict(before), **changes})
+        client = await practices.update_client(conn, staff.practice_id, client_id, changes)
     if client is None:
         not_found("client")
     return json_response(client)
+
+
+async def client_appointments(request: web.Request) -> web.Response:
+    """The client's appointments, newest first, each with its outcome (R-C10)."""
+    staff = await current_staff(request)
+    client_id = parse_uuid(request.match_info["client_id"], "client")
+    db = request.app[DB]
+    if await practices.get_client(db, staff.practice_id, client_id) is None:
+        not_found("client")
+    return json_response(await appointments.client_appointments(db, staff.practice_id, client_id))
 
 
 # --- appointment types ---------------------------------------------------------------------

@@ -243,6 +243,21 @@ async def list_appointments(
     return [Appointment(**dict(r)) for r in rows]
 
 
+async def client_appointments(
+    db: Executor, practice_id: uuid.UUID, client_id: uuid.UUID, limit: int = 500
+) -> list[Appointment]:
+    """A client's appointments of every status, newest first (their page's history)."""
+    rows = await db.fetch(
+        _APPOINTMENT_SELECT
+        + """ WHERE a.practice_id = $1 AND a.client_id = $2
+              ORDER BY a.starts_at DESC, a.id LIMIT $3""",
+        practice_id,
+        client_id,
+        limit,
+    )
+    return [Appointment(**dict(r)) for r in rows]
+
+
 async def cancel_appointments(
     db: Executor, appointment_ids: Sequence[uuid.UUID], reason: str | None
 ) -> None:

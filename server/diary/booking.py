@@ -206,10 +206,17 @@ async def book_in(
     skipped = [p for p in planned if p.clashes]
     to_book = [p.occurrence for p in planned if not p.clashes]
     if skipped and (not request.skip_clashes or not to_book):
-        which = "every appointment" if not to_book else f"{len(skipped)} appointment(s)"
+        if len(planned) == 1:
+            which = "The time clashes"
+        elif not to_book:
+            which = f"All {len(planned)} dates clash"
+        elif len(skipped) == 1:
+            which = f"1 of the {len(planned)} dates clashes"
+        else:
+            which = f"{len(skipped)} of the {len(planned)} dates clash"
         raise Conflict(
             "clashes",
-            f"{which} of {len(planned)} clash with the clinician's diary; nothing was booked",
+            f"{which} with the clinician's diary, so nothing was booked.",
             clashes=clash_report(planned),
         )
     series_id: uuid.UUID | None = None

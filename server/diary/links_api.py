@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 import string
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -39,7 +40,7 @@ _PRIVATE_HEADERS = {
 }
 _PAGE_HEADERS = {
     **_PRIVATE_HEADERS,
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
 }
 
 
@@ -91,10 +92,21 @@ def _page_template() -> string.Template:
     return string.Template(resources.files("web").joinpath("client/link.html").read_text())
 
 
+def _cell(label: str, value: str) -> str:
+    # The practice's phone is a link a phone can call with one tap.
+    if label == _PHONE_LABEL:
+        dial = re.sub(r"[^0-9+]", "", value)
+        return f'<a href="tel:{html.escape(dial)}">{html.escape(value)}</a>'
+    return html.escape(value)
+
+
+_PHONE_LABEL = "Questions? Phone"
+
+
 def _page(status: str, heading: str, rows: list[tuple[str, str]], http_status: int) -> web.Response:
     details = ""
     if rows:
-        items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+        items = "".join(f"<dt>{html.escape(k)}</dt><dd>{_cell(k, v)}</dd>" for k, v in rows)
         details = f"<dl>{items}</dl>"
     text = _page_template().substitute(
         title=html.escape(heading), heading=html.escape(heading), status=status, details=details
@@ -119,7 +131,7 @@ async def link_page(request: web.Request) -> web.Response:
         ("Practice", appointment.practice_name),
     ]
     if appointment.practice_phone:
-        rows.append(("Questions? Phone", appointment.practice_phone))
+        rows.append((_PHONE_LABEL, appointment.practice_phone))
     return _page("not_available", NOT_AVAILABLE_MESSAGE, rows, 410)
 
 

@@ -158,22 +158,27 @@ def validate(trigger: Trigger, channel: Channel, subject: str, body: str) -> Non
     """Raise TemplateError (naming the field and placeholder) unless the template is usable."""
     allowed = PLACEHOLDERS[trigger]
     if channel is Channel.EMAIL and not subject.strip():
-        raise TemplateError("subject", "an email template needs a subject")
+        raise TemplateError("subject", "An email needs a subject.")
     if len(subject) > MAX_SUBJECT:
-        raise TemplateError("subject", f"subject longer than {MAX_SUBJECT} characters")
+        raise TemplateError(
+            "subject", f"The subject is too long: use at most {MAX_SUBJECT} characters."
+        )
     if "\n" in subject or "\r" in subject:
-        raise TemplateError("subject", "the subject must be one line")
+        raise TemplateError("subject", "The subject must fit on one line.")
     if not body.strip():
-        raise TemplateError("body", "the body must not be empty")
+        raise TemplateError("body", "Write the message: it must not be empty.")
     if len(body) > MAX_BODY[channel]:
-        raise TemplateError("body", f"{channel} body longer than {MAX_BODY[channel]} characters")
+        raise TemplateError(
+            "body", f"The message is too long: use at most {MAX_BODY[channel]} characters."
+        )
     for field, text in (("subject", subject), ("body", body)):
         for name in _placeholders(field, text):
             if name not in allowed:
                 raise TemplateError(
                     field,
-                    f"unknown placeholder {{{name}}} in {field}; "
-                    f"{trigger} offers: " + ", ".join("{" + p + "}" for p in allowed),
+                    f"This message has no {{{name}}} to fill in. It can use: "
+                    + ", ".join("{" + p + "}" for p in allowed)
+                    + ".",
                     placeholder=name,
                 )
 
@@ -183,7 +188,9 @@ def _placeholders(field: str, text: str) -> list[str]:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise TemplateError(
-            field, f"malformed placeholder in {field} ({exc}); write {{{{ for a literal brace"
+            field,
+            f"A curly brace in the {field} does not make a placeholder ({exc}). "
+            "Write {{ for a brace of its own.",
         ) from None
     names: list[str] = []
     for _literal, name, format_spec, conversion in parsed:
@@ -191,7 +198,9 @@ def _placeholders(field: str, text: str) -> list[str]:
             continue
         if format_spec or conversion:
             raise TemplateError(
-                field, f"placeholder {{{name}}} in {field} takes no format", placeholder=name
+                field,
+                f"Write the placeholder as {{{name}}}, with nothing after its name.",
+                placeholder=name,
             )
         names.append(name)
     return names

@@ -23,7 +23,7 @@ from server.auth.session import Staff, current_staff, held_open, require_role
 from server.http import ApiError, json_response, not_found, parse_uuid, read_body
 from server.query import int_in_range, invalid_parameter, query_day, query_int, query_text
 from server.validation import EARLIEST_DAY
-from server.wallet import dashboard, ledger, mandates, pages
+from server.wallet import dashboard, ledger, mandates
 from server.wallet.bundles import format_balance, price_list
 from server.wallet.checkout import (
     NoMandate,
@@ -358,7 +358,6 @@ def _csv_response(text: str, filename: str) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """The dashboard page and the wallet's background context (the API routes and provider
-    callbacks are in server/api_routes.py)."""
+    """The wallet's background context (the API routes and provider callbacks are in
+    server/api_routes.py; the dashboard page in server/pages.py)."""
     app.cleanup_ctx.append(wallet_context)
-    pages.add_routes(app)

@@ -41,6 +41,7 @@ class CallUsage(msgspec.Struct, frozen=True):
     started_at: datetime | None
     ended_at: datetime | None
     seconds: int  # billed within the period
+    client_name: str = ""  # whom the call was with (the dashboard names them)
 
 
 class LiveCall(msgspec.Struct, frozen=True):
@@ -53,6 +54,7 @@ class LiveCall(msgspec.Struct, frozen=True):
     started_at: datetime | None
     billed_seconds: int
     expected_seconds: int
+    client_name: str = ""
 
 
 class LiveSnapshot(msgspec.Struct, frozen=True):
@@ -116,8 +118,10 @@ async def usage_by_call(
         f"""WITH period AS ({_PERIOD}),
             per_call AS (SELECT call_id, -sum(seconds) AS seconds FROM period GROUP BY call_id)
             SELECT c.id AS call_id, c.appointment_id, c.clinician_id, u.name AS clinician_name,
-                   c.state, c.opened_at, c.started_at, c.ended_at, pc.seconds
+                   c.state, c.opened_at, c.started_at, c.ended_at, pc.seconds,
+                   cl.name AS client_name
             FROM per_call pc JOIN calls c ON c.id = pc.call_id JOIN users u ON u.id = c.clinician_id
+            JOIN appointments a ON a.id = c.appointment_id JOIN clients cl ON cl.id = a.client_id
             ORDER BY c.opened_at DESC, c.id
             LIMIT $4""",
         practice_id,
@@ -140,8 +144,9 @@ async def live_snapshot(db: Executor, practice_id: uuid.UUID) -> LiveSnapshot:
     rows = await db.fetch(
         """SELECT c.id AS call_id, c.appointment_id, c.clinician_id,
                   u.name AS clinician_name, c.state, c.opened_at, c.started_at,
-                  c.billed_seconds, c.expected_seconds
+                  c.billed_seconds, c.expected_seconds, cl.name AS client_name
            FROM calls c JOIN users u ON u.id = c.clinician_id
+           JOIN appointments a ON a.id = c.appointment_id JOIN clients cl ON cl.id = a.client_id
            WHERE c.practice_id = $1 AND c.state IN ('waiting_room_open', 'in_progress')
            ORDER BY c.opened_at, c.id""",
         practice_id,

@@ -171,6 +171,10 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         )
         await expect(clinician.get_by_role("button", name="Admit client")).to_be_disabled()
         await screenshot(clinician, "clinician-waiting-room-empty")
+        # Every clinician screen names the client and the appointment.
+        context_line = clinician.get_by_test_id("call-context")
+        await expect(context_line).to_contain_text("Casey Client")
+        await expect(context_line).to_contain_text("Video consultation")
 
         await client_joins_waiting_room(client, live_server, booked.link_path)
         await screenshot(client, "client-waiting-room")
@@ -185,6 +189,7 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         await expect(quality).to_have_attribute("data-source", "server")
         await expect(quality).to_contain_text("Client:")
         await expect(quality).not_to_have_attribute("data-level", "unknown")
+        await expect(context_line).to_contain_text("Casey Client")
         await screenshot(clinician, "clinician-in-call")
         await screenshot(client, "client-in-call-phone")
 
@@ -214,6 +219,11 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         await expect(client.locator("#ended-phone-link")).to_have_attribute(
             "href", "tel:01632960000"
         )
+        await expect(context_line).to_contain_text("Casey Client")
+        await expect(clinician.get_by_test_id("next-appointment")).to_have_text(
+            "No more appointments today."
+        )
+        await expect(clinician.get_by_role("link", name="Back to the diary")).to_be_visible()
         await screenshot(clinician, "clinician-ended")
         await screenshot(client, "client-ended-phone")
 
@@ -228,6 +238,20 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
             clinician.get_by_role("heading", name="Appointment has already finished")
         ).to_be_visible()
         await screenshot(clinician, "clinician-reopened-finished")
+
+        # The appointment's summary shows the call's audit trail: who did what, when.
+        await clinician.goto(live_server.at(f"/appointments/{booked.id}"))
+        await expect(clinician.locator("#details")).to_contain_text("Completed")
+        trail = clinician.locator("#audit-table tbody tr")
+        await expect(trail.first).to_contain_text("Opened the waiting room")
+        await expect(trail.first).to_contain_text("Dr Cole")
+        await expect(
+            clinician.locator('#audit-table tr[data-to-state="in_progress"]')
+        ).to_contain_text("Admitted the client")
+        await expect(clinician.locator('#audit-table tr[data-to-state="ended"]')).to_contain_text(
+            "Ended the call"
+        )
+        await screenshot(clinician, "summary-call-audit-trail")
 
 
 async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
@@ -446,7 +470,7 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
     receptionist = await receptionist_context.new_page()
     await receptionist.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
     await expect(receptionist.locator("#problem-message")).to_have_text(
-        "only a clinician or site admin can start a video call"
+        "Only a clinician or site admin can start a video call."
     )
 
     # ... a site admin is offered the bundles right there, buys one, and the room opens.

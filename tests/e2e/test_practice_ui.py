@@ -37,7 +37,8 @@ async def test_wrong_password_shows_the_error_and_right_one_logs_in(
     await page.get_by_label("Email").fill(practice.receptionist.email)
     await page.get_by_label("Password").fill("not-the-password")
     await page.get_by_role("button", name="Log in").click()
-    await expect(page.get_by_role("alert")).to_have_text("wrong email or password")
+    # Every message a person reads is a sentence: capital letter, full stop.
+    await expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
     await screenshot(page, "login-wrong-password")
 
     await page.get_by_label("Password").fill(PASSWORD)
@@ -106,6 +107,14 @@ async def test_site_admin_changes_the_practice_phone(
     await expect(page.locator("#practice-form [data-status]")).to_have_text("Organisation saved.")
     await expect(phone).not_to_have_attribute("aria-invalid", "true")
     await screenshot(page, "settings-saved-by-admin")
+    # A refusal after a save: the earlier "saved" no longer stands beside it.
+    await phone.fill("call reception")
+    await page.get_by_role("button", name="Save organisation").click()
+    await expect(page.locator("#practice-form .field-error")).to_have_text(
+        "Check the phone: it is not in the form expected."
+    )
+    await expect(page.locator("#practice-form [data-status]")).to_be_hidden()
+    await phone.fill("020 7946 0321")
 
     api = await browser_context.request.get(live_server.at("/api/practice"))
     assert (await api.json())["phone"] == "020 7946 0321"
@@ -209,7 +218,9 @@ async def test_receptionist_books_a_weekly_video_series_through_the_modal(
         await expect(day.locator(".appt")).to_contain_text(f"{expected} Casey Client")
     await screenshot(page, "diary-week-with-series")
 
-    # The existing appointment opens the same modal: Switch to Video and the eye icon.
+    # The existing appointment opens the same modal with the eye icon. Only the
+    # appointment's clinician may start the call: a receptionist is not offered Switch to
+    # Video and sees where the appointment stands instead.
     await page.get_by_role("button", name="This week").click()
     await page.goto(
         live_server.at(f"/diary?clinician={practice.clinician.id}&week={monday}"),
@@ -218,11 +229,10 @@ async def test_receptionist_books_a_weekly_video_series_through_the_modal(
     await page.locator(f'[data-day="{tuesdays[0]}"] .appt').click()
     existing = page.get_by_role("dialog", name="Casey Client · Video consultation")
     await expect(existing).to_be_visible()
-    switch = existing.get_by_role("button", name="Switch to Video")
-    await expect(switch).to_be_focused()
-    # Only the appointment's clinician may start the call: the server says so, the modal shows it.
-    await switch.click()
-    await expect(existing.locator("[data-form-error]")).to_contain_text("clinician")
+    await expect(existing.get_by_role("button", name="Switch to Video")).to_be_hidden()
+    await expect(existing.get_by_test_id("appointment-outcome")).to_have_text("Booked")
+    await expect(existing.get_by_role("link", name="Open the appointment summary")).to_be_focused()
+    await screenshot(page, "diary-modal-existing-receptionist")
     await existing.get_by_role("link", name="Open the appointment summary").click()
     await expect(page).to_have_url(live_server.at(f"/appointments/{booked[0]['id']}"))
 

@@ -162,12 +162,21 @@ async def test_live_calls_are_pushed_as_server_sent_events(
         assert (snapshot["balance_seconds"], snapshot["balance_display"]) == (-42, "-42 s")
 
 
-async def test_the_dashboard_page_and_its_files_are_served(client: ApiClient) -> None:
-    page = await client.get("/admin/minutes")
-    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
-    html = await page.text()
-    assert 'src="/static/admin-minutes.js"' in html and "http" not in html.split("<body>")[0]
-    script = await client.get("/static/admin-minutes.js")
-    assert script.headers["Content-Type"].startswith("text/javascript")
-    assert "X-CSRF-Token" in await script.text()
-    assert (await client.get("/static/admin-minutes.css")).status == 200
+async def test_the_dashboard_is_a_page_of_the_app_for_site_admins(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    # R-A1: the dashboard lives in the app shell; without a session it asks for a login.
+    anonymous = await client.get("/admin/minutes", allow_redirects=False)
+    assert anonymous.status == 302
+    assert anonymous.headers["Location"] == "/login?next=/admin/minutes"
+    for role, status in (("site_admin", 200), ("clinician", 403), ("receptionist", 403)):
+        headers = await login_as(client, practice, role)
+        client.session.cookie_jar.clear()  # the Bearer token alone says who is asking
+        page = await client.get("/admin/minutes", headers=headers)
+        assert page.status == status, role
+        html = await page.text()
+        assert 'aria-label="Main"' in html  # the app's navigation
+        if status == 200:
+            assert 'src="/static/js/minutes.js"' in html
+    script = await client.get("/static/js/minutes.js")
+    assert script.status == 200

@@ -4,15 +4,18 @@
 // sets it in the readable `vc_csrf` cookie at login. Errors come back as
 // {"error": {code, message, field}}; showError() puts the message next to that field.
 
+import { announce } from "./notices.js";
+
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export class ApiError extends Error {
-  constructor(status, code, message, field, details) {
+  constructor(status, code, message, field, details, body) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field || null;
     this.details = details || {};
+    this.body = body || null; // the whole answer, {"error": {...}}
   }
 }
 
@@ -24,7 +27,9 @@ export function csrfToken() {
   return "";
 }
 
-export async function api(method, path, body) {
+// A page that handles a lost session itself (the call pages) passes {signInAgain: false};
+// any other page goes back to the login form on a 401.
+export async function api(method, path, body, { signInAgain = true } = {}) {
   const headers = { Accept: "application/json" };
   if (!SAFE_METHODS.has(method)) headers["X-CSRF-Token"] = csrfToken();
   const init = { method, headers, credentials: "same-origin" };
@@ -50,18 +55,30 @@ export async function api(method, path, body) {
   if (response.ok) return data;
   const error = (data && data.error) || {};
   const { code, message, field, ...details } = error;
-  if (response.status === 401 && path !== "/api/login") {
+  if (response.status === 401 && signInAgain && path !== "/api/login") {
     // The session ended (expired or logged out elsewhere): back to the login page.
     const next = encodeURIComponent(location.pathname + location.search);
     location.assign(`/login?next=${next}`);
   }
-  throw new ApiError(
-    response.status,
-    code || `http_${response.status}`,
-    message || `The server answered ${response.status}.`,
-    field,
-    details,
-  );
+  throw new ApiError(response.status, code || `http_${response.status}`, readable(message, field, response.status), field, details, data);
+}
+
+// What a person reads: a sentence in plain English. A type checker's own words (they name
+// JSON paths and patterns in backticks) become "check this field"; a server's lower-case
+// phrase gets its capital and full stop.
+export function readable(message, field, status) {
+  if (!message) {
+    return status >= 500
+      ? "Something went wrong on the server. Try again in a moment."
+      : "The request was not accepted. Check the form and try again.";
+  }
+  if (message.includes("`")) {
+    const leaf = field ? field.split(".").pop().replace(/\[\d+\]$/, "").replace(/_/g, " ") : "";
+    return leaf ? `Check the ${leaf}: it is not in the form expected.` : "The request was not in the form expected. Reload the page and try again.";
+  }
+  const text = message.trim();
+  const capital = text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.!?…]$/.test(capital) ? capital : `${capital}.`;
 }
 
 export const get = (path) => api("GET", path);
@@ -137,6 +154,8 @@ export async function submitting(form, action) {
   for (const b of buttons) b.disabled = true;
   form.setAttribute("aria-busy", "true");
   clearErrors(form);
+  // An earlier "Saved." must not stand beside this attempt's refusal.
+  for (const node of form.querySelectorAll("[data-status]")) announce(node, "");
   try {
     return await action();
   } catch (error) {

@@ -2,7 +2,9 @@
 // every date and its clashes before saving), or open an existing appointment to move it,
 // start its video call ("Switch to Video") or go to its summary (the eye icon).
 import { get, post, showError, clearErrors, submitting } from "./api.js";
-import { announce, el, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
+import { askNewClient } from "./client-form.js";
+import { outcomeText } from "./outcome.js";
+import { announce, el, user, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
 
 const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const NTH = ["first", "second", "third", "fourth", "last"];
@@ -29,14 +31,14 @@ function addDaysIso(text, days) {
   return isoDate(t.getUTCFullYear(), t.getUTCMonth() + 1, t.getUTCDate());
 }
 
-// Switch to Video is offered on every booked video appointment; whether this user may
-// start it (the appointment's clinician) and whether minutes allow it, the server decides
-// and the modal shows its answer.
+// Switch to Video is offered to the appointment's clinician only (others see its outcome);
+// whether minutes allow the call, the server decides and the modal shows its answer.
 export function createAppointmentModal({ clinicians, types, onChanged }) {
   const dialog = document.getElementById("appointment-modal");
   const form = document.getElementById("appointment-form");
   const title = document.getElementById("modal-title");
   const switchButton = document.getElementById("switch-to-video");
+  const outcomeBadge = document.getElementById("appointment-outcome");
   const summaryLink = document.getElementById("open-summary");
   const videoStatus = document.getElementById("video-status");
   const clientInput = document.getElementById("client-search");
@@ -266,7 +268,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
               c.email ? el("span", { class: "muted", text: ` · ${c.email}` }) : null,
             ),
           )
-        : [el("li", { class: "empty", role: "option", "aria-disabled": "true", text: "No client matches" })]),
+        : [el("li", { class: "empty", role: "option", "aria-disabled": "true", text: "No client matches: add them with New client." })]),
     );
     clientList.hidden = false;
     clientInput.setAttribute("aria-expanded", "true");
@@ -280,6 +282,13 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     if (mode === "new" && !selectedClient) searchClients();
   });
   clientInput.addEventListener("blur", () => setTimeout(closeList, 100));
+  const newClientButton = document.getElementById("new-client");
+  newClientButton.addEventListener("click", async () => {
+    closeList();
+    const created = await askNewClient(selectedClient ? "" : clientInput.value.trim());
+    if (created) choose(created);
+    (created ? typeSelect : clientInput).focus();
+  });
   clientInput.addEventListener("keydown", (event) => {
     if (clientList.hidden) {
       if (event.key === "ArrowDown") searchClients();
@@ -321,6 +330,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     delete recurrenceFields.dataset.previewed;
     skipField.hidden = true;
     for (const control of [clientInput, typeSelect]) control.disabled = false;
+    newClientButton.hidden = false;
   }
 
   function show(focusTarget, from) {
@@ -347,6 +357,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     current = null;
     title.textContent = "New appointment";
     switchButton.hidden = true;
+    outcomeBadge.hidden = true;
     summaryLink.hidden = true;
     recurrenceToggle.hidden = false;
     saveButton.textContent = "Save";
@@ -365,6 +376,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     selectedClient = { id: appointment.client_id, name: appointment.client_name };
     clientInput.value = appointment.client_name;
     clientInput.disabled = true;
+    newClientButton.hidden = true;
     if (![...typeSelect.options].some((o) => o.value === appointment.type_id)) {
       typeSelect.append(el("option", { value: appointment.type_id, text: appointment.type_name }));
     }
@@ -380,7 +392,13 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     // to change (an abandoned one is rebooked from its summary).
     const booked = ["booked", "waiting_room_open"].includes(appointment.outcome);
     const callable = booked || appointment.outcome === "in_call";
-    switchButton.hidden = !(appointment.is_video && callable);
+    // Only the appointment's clinician can start its call (the server refuses anyone else);
+    // everyone else sees where the appointment stands instead.
+    const mine = appointment.clinician_id === user.id;
+    switchButton.hidden = !(appointment.is_video && callable && mine);
+    outcomeBadge.hidden = !switchButton.hidden;
+    outcomeBadge.className = `state state-${appointment.outcome}`;
+    outcomeBadge.textContent = outcomeText(appointment);
     summaryLink.hidden = false;
     summaryLink.href = `/appointments/${appointment.id}`;
     saveButton.textContent = "Save changes";
@@ -396,13 +414,9 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     announce(videoStatus, "Opening the waiting room…");
     try {
       const call = await post(`/api/appointments/${current.id}/video/start`, goAhead ? { go_ahead: true } : {});
-      announce(videoStatus, "");
-      videoStatus.append(
-        "The waiting room is open. ",
-        el("a", { href: `/calls/${encodeURIComponent(call.call_id)}`, id: "open-call", text: "Go to the call" }),
-      );
-      videoStatus.hidden = false;
-      document.getElementById("open-call").focus();
+      // Straight to the waiting room: the call page is where the clinician works now.
+      announce(videoStatus, "The waiting room is open. Taking you there…");
+      location.assign(`/calls/${encodeURIComponent(call.call_id)}`);
     } catch (error) {
       announce(videoStatus, "");
       showError(form, error);
@@ -417,8 +431,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
       if (precall && precall.can_buy) {
         banner.append(" ", el("a", { href: "/admin/minutes", class: "button", text: "Buy more minutes" }));
       }
-    } finally {
-      switchButton.disabled = false;
+      switchButton.disabled = false; // on success it stays disabled while the call page loads
     }
   }
   switchButton.addEventListener("click", () => startVideo(false));

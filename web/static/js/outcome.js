@@ -1,5 +1,7 @@
 // An appointment's outcome (R-C10), derived by the server from its call and link: the one
-// wording the diary and the summary show for each.
+// wording every page shows for each (diary, modal, summary, a client's history).
+import { billedDuration } from "./minutes-format.js";
+
 const OUTCOMES = {
   booked: "Booked",
   waiting_room_open: "Waiting room open",
@@ -9,16 +11,9 @@ const OUTCOMES = {
   cancelled: "Cancelled",
 };
 
-export function billedDuration(seconds) {
-  if (seconds < 60) return `${seconds} s`;
-  const minutes = Math.floor(seconds / 60);
-  const rest = seconds % 60;
-  return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
-}
-
 export function outcomeText(appointment) {
   const label = OUTCOMES[appointment.outcome] || appointment.outcome;
-  if (appointment.outcome === "completed" && appointment.billed_seconds !== null) {
+  if (appointment.outcome === "completed" && appointment.billed_seconds != null) {
     return `${label}, ${billedDuration(appointment.billed_seconds)} billed`;
   }
   return label;

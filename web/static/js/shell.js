@@ -1,6 +1,7 @@
 // What every signed-in page shares: who is looking (boot data rendered by the server),
 // log out, and formatting in the practice's time zone.
 import { post } from "./api.js";
+import { formatDateIn, formatTimeIn } from "./dates.js";
 
 export const boot = JSON.parse(document.getElementById("vc-boot").textContent);
 export const user = boot.user;
@@ -72,6 +73,22 @@ const pad = (n) => String(n).padStart(2, "0");
 export const isoDate = (y, m, d) => `${y}-${pad(m)}-${pad(d)}`;
 export const hhmm = (h, m) => `${pad(h)}:${pad(m)}`;
 
+// A calendar day (YYYY-MM-DD, no time zone: a date of birth) as the practice writes it.
+export function formatDay(iso) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : "";
+}
+
+// "15/03/1984" (or "1984-03-15") as YYYY-MM-DD when it is a real day; null otherwise.
+export function parseDay(text) {
+  const gb = /^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$/.exec(text.trim());
+  const iso = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text.trim());
+  const [y, m, d] = gb ? [+gb[3], +gb[2], +gb[1]] : iso ? [+iso[1], +iso[2], +iso[3]] : [0, 0, 0];
+  const day = new Date(Date.UTC(y, m - 1, d));
+  if (!y || day.getUTCFullYear() !== y || day.getUTCMonth() !== m - 1 || day.getUTCDate() !== d) return null;
+  return isoDate(y, m, d);
+}
+
 export function formatDateTime(value, options = {}) {
   return new Intl.DateTimeFormat("en-GB", {
     timeZone,
@@ -86,20 +103,11 @@ export function formatDateTime(value, options = {}) {
 }
 
 export function formatTime(value) {
-  return new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit" }).format(
-    new Date(value),
-  );
+  return formatTimeIn(timeZone, value);
 }
 
 export function formatDate(value, options = {}) {
-  return new Intl.DateTimeFormat("en-GB", {
-    timeZone,
-    weekday: "long",
-    day: "numeric",
-    month: "long",
-    year: "numeric",
-    ...options,
-  }).format(new Date(value));
+  return formatDateIn(timeZone, value, options);
 }
 
 // Small DOM builder: el("p", {class: "x", text: "hi"}, child...). Text is never parsed as HTML.
@@ -120,8 +128,4 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// A polite status line for screen readers and sighted users alike.
-export function announce(node, message) {
-  node.textContent = message;
-  node.hidden = !message;
-}
+export { announce } from "./notices.js";

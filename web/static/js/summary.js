@@ -1,6 +1,7 @@
 // The appointment summary (R-B7): details and the client's video URL at the top, the
 // communications history (sent and scheduled) below, and the move / cancel actions.
 import { get, post, submitting } from "./api.js";
+import { showCallAudit } from "./call-audit.js";
 import { outcomeText } from "./outcome.js";
 import { announce, el, formatDate, formatDateTime, formatTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
 
@@ -91,7 +92,10 @@ function communicationRow(message) {
       el(
         "details",
         {},
-        el("summary", { text: message.subject ? `${label}: ${message.subject}` : label }),
+        // A subject that already says what it is ("Reminder: ...") is not labelled twice.
+        el("summary", {
+          text: !message.subject ? label : message.subject.startsWith(label) ? message.subject : `${label}: ${message.subject}`,
+        }),
         el("div", { class: "preview-box", text: message.body }),
       ),
     ),
@@ -214,7 +218,11 @@ cancelForm.addEventListener("submit", async (event) => {
   if (!confirming) {
     confirming = true;
     cancelButton.textContent = "Yes, cancel it";
-    announce(cancelForm.querySelector("[data-status]"), "The client's video link will stop working. Press again to confirm.");
+    announce(
+      cancelForm.querySelector("[data-status]"),
+      "The client's video link will stop working. Press again to confirm.",
+      "warning",
+    );
     cancelButton.focus();
     return;
   }
@@ -238,5 +246,5 @@ cancelForm.addEventListener("submit", async (event) => {
 });
 
 await load();
-if (summary) await fillClinicians(summary.appointment.clinician_id);
+if (summary) await Promise.all([fillClinicians(summary.appointment.clinician_id), showCallAudit(appointmentId)]);
 document.body.dataset.ready = "true";

@@ -1,3 +1,5 @@
+import { api } from "../api.js";
+
 // Small helpers shared by the client and clinician call pages: screens, JSON requests,
 // and how durations are written.
 
@@ -29,67 +31,19 @@ export function setText(selector, text, root = document) {
   $(selector, root).textContent = text;
 }
 
-/** An error answer from our API: `{"error": {"code", "message", "field"}}`. */
-export class ApiFailure extends Error {
-  constructor(status, code, message, body) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.body = body;
-  }
-}
+// The call pages talk to the server through the app's one API client. They show a lost
+// session (401) and an unreachable server on their own screens, so neither redirects here
+// and a network failure stays a TypeError, as fetch() reports it.
+export { ApiError as ApiFailure } from "../api.js";
 
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|;\s*)vc_csrf=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
-
-/**
- * POST/GET JSON to our API with the staff session cookie (and its CSRF header).
- * Resolves with the decoded body; rejects with ApiFailure for any 4xx/5xx, or a
- * TypeError when the network is down.
- */
 export async function requestJson(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const csrf = csrfToken();
-  if (csrf) headers["X-CSRF-Token"] = csrf;
-  const response = await fetch(path, {
-    method,
-    headers,
-    credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
   try {
-    data = await response.json();
-  } catch {
-    data = null;
+    return await api(method, path, body, { signInAgain: false });
+  } catch (error) {
+    if (error.status === 0) throw new TypeError(error.message);
+    throw error;
   }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new ApiFailure(
-      response.status,
-      error.code || `http_${response.status}`,
-      error.message || `The server answered ${response.status}.`,
-      data,
-    );
-  }
-  return data;
 }
 
-/** 75 -> "1:15", 3725 -> "1:02:05". */
-export function formatDuration(totalSeconds) {
-  const seconds = Math.max(0, Math.floor(totalSeconds));
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = String(seconds % 60).padStart(2, "0");
-  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
-/** Seconds as people read a balance: "264 min", "45 s" (R-M1). */
-export function formatMinutes(seconds) {
-  const sign = seconds < 0 ? "-" : "";
-  const magnitude = Math.abs(seconds);
-  return magnitude < 60 ? `${sign}${magnitude} s` : `${sign}${Math.floor(magnitude / 60)} min`;
-}
+// Durations and balances are written by the one minutes module.
+export { formatDuration, formatBalance as formatMinutes } from "../minutes-format.js";

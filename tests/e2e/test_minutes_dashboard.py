@@ -1,0 +1,65 @@
+"""The video minutes dashboard in a real browser: a page of the app, reached from the
+navigation; its chart has units and readable days; "By call" names the client and opens
+the appointment."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import pytest
+from playwright.async_api import BrowserContext, Page, expect
+
+from server.wallet.usage import record_usage
+from tests.support import PracticeFixture
+from tests.wallet_fixtures import Reading, make_call
+
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
+
+from tests.e2e.accessibility import assert_accessible  # noqa: E402
+from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
+
+pytest_plugins = ["tests.e2e.browser"]
+pytestmark = pytest.mark.browser
+
+
+async def test_the_dashboard_is_reached_from_the_navigation_and_names_each_calls_client(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    # R-A1: usage by call, with whom it was.
+    call_id = await make_call(db, practice, state="ended")
+    await record_usage(db, [Reading(str(call_id), str(practice.id), 1, 125)])
+    appointment_id = await db.fetchval("SELECT appointment_id FROM calls WHERE id = $1", call_id)
+    await log_in(browser_context, live_server, practice.admin.email)
+    await page.goto(live_server.at("/diary"), wait_until="domcontentloaded")
+    nav = page.get_by_role("navigation", name="Main")
+    await nav.get_by_role("link", name="Video minutes").click()
+    await expect(page).to_have_url(live_server.at("/admin/minutes"))
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    await expect(nav.get_by_role("link", name="Video minutes")).to_have_attribute(
+        "aria-current", "page"
+    )
+    await expect(page.get_by_test_id("balance")).to_have_text("-2 min")
+
+    row = page.locator(f'#by-call tr[data-call-id="{call_id}"]')
+    await expect(row).to_contain_text("2:05")
+    link = row.get_by_role("link", name="Casey Client")
+    await expect(link).to_have_attribute("href", f"/appointments/{appointment_id}")
+    # The chart: minutes on the axis, days written as days, a description per bar.
+    chart = page.locator("#usage-chart")
+    await expect(chart.locator("text").first).to_have_text("3 min")
+    await expect(chart.locator("text", has_text="0 min")).to_have_count(1)
+    await expect(chart.locator("rect.bar")).to_have_count(30)
+    today_bar = chart.locator("rect.bar").last
+    await expect(today_bar).to_have_attribute("aria-label", re.compile(r": 2 min in 1 call$"))
+    await today_bar.hover()
+    await expect(page.locator("#chart-tip")).to_contain_text("2 min in 1 call")
+    await screenshot(page, "minutes-dashboard")
+    await assert_accessible(page, "video minutes dashboard")
+
+    await link.click()
+    await expect(page).to_have_url(live_server.at(f"/appointments/{appointment_id}"))
