@@ -1,13 +1,24 @@
 """Which nodes are alive: each node keeps a heartbeat key in Redis, renewed on a timer.
 
 A node that stops without cleaning up (crash, ``kill -9``, lost network) lets its key
-expire within ``node_ttl_seconds``; its calls are then taken over (see ``recovery``).
+expire within ``node_ttl_seconds``; its calls are then taken over (see ``ownership``).
+
+A missing key is only evidence of death once this node has watched the same Redis for a
+whole TTL: after Redis restarts empty (or this node reconnects to it) every live node needs
+up to one beat to write its key again, and judging earlier took healthy nodes' calls.
+The Redis server's ``run_id`` tells a restart apart from a blip.
+
+The node judges itself too: when its own heartbeat has not been renewed for nearly a TTL
+(cut off from Redis, or the process was paused) others may already have judged it dead,
+so ``lease_lost`` fires and the node steps down from every call it owns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
@@ -25,16 +36,51 @@ class NodeRegistry:
         *,
         heartbeat_seconds: float,
         ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self.node_id = node_id
         self._interval = heartbeat_seconds
+        self._ttl = ttl_seconds
         self._ttl_ms = int(ttl_seconds * 1000)
+        self._clock = clock
         self._stopping = False
+        self._redis_run_id: str | None = None
+        self._watching_since = clock()
+        self._last_beat = clock()
+        self._lease_lost_reported = False
+        self.on_lease_lost: Callable[[], None] = lambda: None
+        self.load: Callable[[], int] = lambda: 0
+
+    @property
+    def ttl_seconds(self) -> float:
+        return self._ttl
 
     async def beat(self) -> None:
-        await self._redis.set(self._keys.node_heartbeat(self.node_id), b"1", px=self._ttl_ms)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(
+            self._keys.node_heartbeat(self.node_id), str(self.load()).encode(), px=self._ttl_ms
+        )
+        pipe.info("server")
+        _, info = await pipe.execute()
+        run_id = str(info.get("run_id", ""))
+        now = self._clock()
+        if run_id != self._redis_run_id:
+            if self._redis_run_id is not None:
+                log.warning("Redis restarted: judging no node dead for %.1f s", self._ttl)
+            self._redis_run_id = run_id
+            self._watching_since = now
+        self._last_beat = now
+        self._lease_lost_reported = False
+
+    def may_judge_others(self) -> bool:
+        """A whole TTL watched on this Redis: a missing heartbeat now means a dead node."""
+        return self._clock() - self._watching_since >= self._ttl
+
+    def lease_at_risk(self) -> bool:
+        """This node's heartbeat is (nearly) a TTL old: others may take its calls."""
+        return self._clock() - self._last_beat >= self._ttl - self._interval
 
     async def is_alive(self, node_id: str) -> bool:
         if node_id == self.node_id:
@@ -57,11 +103,25 @@ class NodeRegistry:
     async def run(self) -> None:
         """Renew the heartbeat until ``stop``; a failed renewal is retried next beat."""
         while not self._stopping:
+            # Checked before renewing: a process paused past its TTL (SIGSTOP) may have
+            # lost its calls already, and renewing first would hide that.
+            self._check_lease()
             try:
                 await self.beat()
             except Exception:
+                self._watching_since = self._clock()
                 log.warning("node heartbeat failed", exc_info=True)
+                self._check_lease()
             await asyncio.sleep(self._interval)
+
+    def _check_lease(self) -> None:
+        if self.lease_at_risk() and not self._lease_lost_reported:
+            self._lease_lost_reported = True
+            log.warning(
+                "heartbeat not renewed for %.1f s: stepping down from every call",
+                self._clock() - self._last_beat,
+            )
+            self.on_lease_lost()
 
     def stop(self) -> None:
         self._stopping = True

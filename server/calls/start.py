@@ -70,6 +70,7 @@ async def start_video(request: web.Request) -> web.Response:
             try:
                 async with engine.rooms.using(call_id) as room:
                     await room.open_waiting_room(Role.CLINICIAN, staff.roles, body.go_ahead)
+                await engine.announce_opened(call_id, appointment_id)
             except PrecallRefused as refused:  # minutes changed between the two checks
                 _refuse_unless_allowed(refused.result, body.go_ahead)
                 raise
