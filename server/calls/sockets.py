@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from server.appkeys import CONFIG, DB, TOKENS
+from server.appkeys import CONFIG, DB, HEALTH, TOKENS
 from server.auth.session import SESSION_COOKIE, Staff, held_open, require_role
 from server.auth.tokens import InvalidToken
 from server.calls.client_entry import link_entry
@@ -71,7 +71,9 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     engine = request.app[CALL_ENGINE]
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
     role, staff = await _authenticate(request, appointment_id)
-    if engine.stopping:
+    if engine.stopping or request.app[HEALTH].draining:
+        # A load balancer retries another node on this 503 (see the README's nginx).
+        log.info("call socket refused: this node is draining")
         raise ApiError(503, "node_stopping", "This server is restarting: reconnect in a moment")
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_SECONDS,

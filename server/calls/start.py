@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import msgspec
 from aiohttp import web
 
-from server.appkeys import CONFIG, DB
+from server.appkeys import CONFIG, DB, HEALTH
 from server.auth.session import Staff, require_role
 from server.calls.closing import close_waiting_room
 from server.calls.directory import CallSummary, latest_call
@@ -58,6 +58,9 @@ async def start_video(request: web.Request) -> web.Response:
     _check_window(request.app[CONFIG], appointment, utc_now())
 
     engine = request.app[CALL_ENGINE]
+    if request.app[HEALTH].draining:
+        # No new call on a draining node: a load balancer retries another node on this 503.
+        raise ApiError(503, "node_stopping", "This server is restarting: retry in a moment")
     async with engine.opening_lock(appointment_id):
         existing = await latest_call(db, appointment_id)
         if existing is not None:
