@@ -128,11 +128,24 @@ class CallEngine:
         """Serialises Switch to Video per appointment (a double click waits for the first)."""
         return self.opening.hold(appointment_id)
 
-    async def announce_opened(self, call_id: str, appointment_id: uuid.UUID) -> None:
-        """A waiting room opened here: other nodes' not-yet-opened rooms of the appointment
-        (a client waiting there) close, so their browsers reconnect into this call."""
+    async def place_call(self, call_id: str) -> str:
+        """Placement by load: the node that will own the call about to be opened."""
         try:
-            await self.router.announce_owner(call_id, self.node_id, str(appointment_id))
+            owner = await self.nodes.least_loaded()
+        except (redis.exceptions.RedisError, OSError):
+            owner = self.node_id
+        self.store.place(call_id, owner)
+        return owner
+
+    async def announce_opened(self, call_id: str, appointment_id: uuid.UUID, owner: str) -> None:
+        """A waiting room opened here, owned by ``owner``: other nodes' not-yet-opened rooms
+        of the appointment (a client waiting there) close, so their browsers reconnect into
+        this call; if another node owns it, this node's room closes the same way."""
+        self.store.unplace(call_id)
+        if owner != self.node_id:
+            await self.step_down(call_id)
+        try:
+            await self.router.announce_owner(call_id, owner, str(appointment_id))
         except (redis.exceptions.RedisError, OSError):
             log.warning("call %s: announcing its opening failed", call_id, exc_info=True)
 
@@ -179,6 +192,17 @@ class CallEngine:
             self.ownership.is_owner(changed.call_id) or changed.call_id in self.rooms
         ):
             await self.step_down(changed.call_id)
+        if (
+            changed.owner == self.node_id
+            and changed.appointment_id is not None
+            and not self.ownership.is_owner(changed.call_id)
+        ):
+            # Placed here by the node that opened it: run the room now (its claim is
+            # counted in this node's load from the next beat on).
+            try:
+                await self.rooms.room(changed.call_id)
+            except Exception:
+                log.warning("call %s: taking up the placed call failed", changed.call_id)
         if changed.appointment_id is not None:
             unopened = self.directory.unopened_call(uuid.UUID(changed.appointment_id))
             if unopened is not None and unopened != changed.call_id and unopened in self.rooms:
@@ -303,6 +327,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     ownership.on_claimed = announce_claimed
     nodes.on_lease_lost = lease_lost
     nodes.load = lambda: len(rooms)
+    nodes.draining = lambda: health.draining or engine.stopping
 
     async def move_calls_when_draining() -> None:
         while not health.draining:  # noqa: ASYNC110 - the CLI sets a flag, not an event

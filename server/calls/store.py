@@ -58,6 +58,14 @@ class PgCallStore:
         self._pool = pool
         self._directory = directory
         self._ownership = ownership
+        self._placed: dict[str, str] = {}  # call id -> node chosen to own it once opened
+
+    def place(self, call_id: str, node_id: str) -> None:
+        """The node the call's row names as owner when its waiting room opens here."""
+        self._placed[call_id] = node_id
+
+    def unplace(self, call_id: str) -> None:
+        self._placed.pop(call_id, None)
 
     @property
     def node_id(self) -> str:
@@ -185,6 +193,7 @@ class PgCallStore:
             result.outcome == "warn_insufficient" and not terms.go_ahead
         ):
             raise PrecallRefused(result)
+        owner = self._placed.get(change.call_id, self.node_id)
         try:
             await conn.execute(
                 """INSERT INTO calls (id, practice_id, appointment_id, clinician_id, state,
@@ -196,12 +205,13 @@ class PgCallStore:
                 appointment_id,
                 appointment["clinician_id"],
                 appointment["seconds"],
-                self.node_id,
+                owner,
                 change.at,
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyOpen(str(appointment_id)) from None
-        self._ownership.opened(change.call_id)
+        if owner == self.node_id:
+            self._ownership.opened(change.call_id)
 
     async def _deactivate_link(self, conn: Executor, change: DeactivateLink) -> None:
         link_id = await conn.fetchval(

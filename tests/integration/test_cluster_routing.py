@@ -7,6 +7,7 @@ Two real apps (each its own node id, sharing PostgreSQL and Redis) stand in for 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -14,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
-from server.calls.engine import CALL_ENGINE
+from server.calls.engine import CALL_ENGINE, CallEngine
 from server.calls.ownership import CallMoved
 from server.config import CallsConfig, Config
 from signalling.protocol import (
@@ -55,7 +56,20 @@ async def nodes(config: Config) -> AsyncIterator[tuple[ApiClient, ApiClient]]:
     ):
         for node in (a, b):
             await node.app[CALL_ENGINE].router.subscribed.wait()
-        yield a, b  # type: ignore[misc]
+        yield a, b
+
+
+def _node_id(node: ApiClient) -> str:
+    return node.app[CALL_ENGINE].node_id
+
+
+async def _owner_and_edge(
+    nodes: tuple[ApiClient, ApiClient], db: asyncpg.Pool, appointment_id: uuid.UUID
+) -> tuple[ApiClient, ApiClient]:
+    """The node the call was placed on, and the other one (whose sockets are relayed)."""
+    owner = (await call_row(db, appointment_id))["owner_node"]
+    first, second = nodes
+    return (first, second) if _node_id(first) == owner else (second, first)
 
 
 def _holds(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
@@ -75,13 +89,12 @@ async def test_clinician_and_client_on_different_nodes_complete_a_call(
     nodes: tuple[ApiClient, ApiClient], db: asyncpg.Pool, practice: PracticeFixture, config: Config
 ) -> None:
     # R-A3, R-C1..R-C4 over the relay: the client's socket is on node b, the call on node a
-    a, b = nodes
     await fund(db, practice, 100 * 60)
     booked = await book_video(db, practice, config)
-    await open_waiting_room(a, practice, booked)
-    assert (await call_row(db, booked.appointment_id))["owner_node"] == "node-a"
-    doc = await connect_clinician(b, practice, booked)  # relayed too
-    patient = await connect_client(b, booked)
+    await open_waiting_room(nodes[0], practice, booked)
+    owner, edge = await _owner_and_edge(nodes, db, booked.appointment_id)
+    doc = await connect_clinician(edge, practice, booked)
+    patient = await connect_client(edge, booked)
     assert (await doc.expect(PresenceChanged)).present
     await doc.send(Admit(v=1))
     assert (await patient.expect(Snapshot)).phase == "in_progress"
@@ -93,9 +106,9 @@ async def test_clinician_and_client_on_different_nodes_complete_a_call(
     assert (await patient.expect(CallEnded)).reason == "ended"
     assert (await doc.expect(CallEnded)).reason == "ended"
     row = await call_row(db, booked.appointment_id)
-    assert row["state"] == "ended" and row["owner_node"] == "node-a"
+    assert row["state"] == "ended" and row["owner_node"] == _node_id(owner)
     assert await link_state(db, booked) == "ended"  # R-C5
-    assert b.app[CALL_ENGINE].router.relayed_out >= 6
+    assert edge.app[CALL_ENGINE].router.relayed_out >= 6
     await doc.close()
     await patient.close()
 
@@ -125,10 +138,10 @@ async def test_a_relayed_socket_resumes_its_stream_after_moving_node(
     nodes: tuple[ApiClient, ApiClient], db: asyncpg.Pool, practice: PracticeFixture, config: Config
 ) -> None:
     # R-C8: reconnecting through another node replays what was missed, nothing twice
-    a, b = nodes
     await fund(db, practice, 100 * 60)
     booked = await book_video(db, practice, config)
-    await open_waiting_room(a, practice, booked)
+    await open_waiting_room(nodes[0], practice, booked)
+    a, b = await _owner_and_edge(nodes, db, booked.appointment_id)
     doc = await connect_clinician(a, practice, booked)
     patient = await connect_client(b, booked)
     first = patient.of(Snapshot)[0]
@@ -158,10 +171,10 @@ async def test_a_node_that_lost_its_call_steps_down_and_the_new_owner_ends_it(
     # R-A3: exactly one owner: node b takes the call over (a's heartbeat lapsed as after a
     # Redis restart or a pause); a steps down, its sockets are told to reconnect, its
     # writes are refused by the fence, and End Call works on the new owner.
-    a, b = nodes
     await fund(db, practice, 100 * 60)
     booked = await book_video(db, practice, config)
-    await open_waiting_room(a, practice, booked)
+    await open_waiting_room(nodes[1], practice, booked)
+    a, b = await _owner_and_edge(nodes, db, booked.appointment_id)
     doc = await connect_clinician(a, practice, booked)
     patient = await connect_client(b, booked)
     await doc.expect(PresenceChanged)
@@ -174,7 +187,7 @@ async def test_a_node_that_lost_its_call_steps_down_and_the_new_owner_ends_it(
     await wait_for(_holds(lambda: not engine_a.ownership.is_owner(call_id)), within=5)
     await wait_for(_holds(lambda: engine_b.ownership.is_owner(call_id)), within=5)
     row = await call_row(db, booked.appointment_id)
-    assert row["owner_node"] == "node-b" and row["owner_epoch"] > (old_epoch or 0)
+    assert row["owner_node"] == _node_id(b) and row["owner_epoch"] > (old_epoch or 0)
     assert call_id not in engine_a.rooms
     assert await doc.expect_closed() is not None and await patient.expect_closed() is not None
     # a's stale epoch can write nothing for the call
@@ -191,6 +204,39 @@ async def test_a_node_that_lost_its_call_steps_down_and_the_new_owner_ends_it(
     await _end_call(doc)
     assert (await doc.expect(CallEnded)).reason == "ended"
     row = await call_row(db, booked.appointment_id)
-    assert row["state"] == "ended" and row["owner_node"] == "node-b"
+    assert row["state"] == "ended" and row["owner_node"] == _node_id(b)
     assert call_id not in engine_a.rooms
     await doc.close()
+
+
+async def test_switch_to_video_places_calls_by_load_not_on_the_serving_node(
+    config: Config, db: asyncpg.Pool, practice: PracticeFixture
+) -> None:
+    # R-A3: 20 calls opened through one node spread over three by their heartbeats' load
+    configs = [dataclasses.replace(config, node_id=f"node-{n}", calls=FAST) for n in (1, 2, 3)]
+    async with (
+        TestClient(TestServer(create_app(configs[0]))) as first,
+        TestClient(TestServer(create_app(configs[1]))) as second,
+        TestClient(TestServer(create_app(configs[2]))) as third,
+    ):
+        for node in (first, second, third):
+            await node.app[CALL_ENGINE].nodes.beat()
+        await fund(db, practice, 20 * 50 * 60)
+        for _ in range(20):
+            booked = await book_video(db, practice, config)
+            await open_waiting_room(first, practice, booked)
+        rows = await db.fetch(
+            "SELECT owner_node, count(*) AS calls FROM calls WHERE state = 'waiting_room_open' "
+            "GROUP BY owner_node"
+        )
+        per_node = {row["owner_node"]: row["calls"] for row in rows}
+        assert set(per_node) == {"node-1", "node-2", "node-3"}, per_node
+        assert max(per_node.values()) <= 1.5 * min(per_node.values()), per_node
+        # each owner runs its rooms (claimed when placed), the serving node only its own
+        for node in (first, second, third):
+            engine = node.app[CALL_ENGINE]
+
+            def runs_its_calls(engine: CallEngine = engine) -> bool:
+                return len(engine.rooms) == per_node[engine.node_id]
+
+            await wait_for(_holds(runs_its_calls))
