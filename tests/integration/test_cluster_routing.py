@@ -237,6 +237,6 @@ async def test_switch_to_video_places_calls_by_load_not_on_the_serving_node(
             engine = node.app[CALL_ENGINE]
 
             def runs_its_calls(engine: CallEngine = engine) -> bool:
-                return len(engine.rooms) == per_node[engine.node_id]
+                return len(engine.rooms) == int(per_node[engine.node_id])
 
             await wait_for(_holds(runs_its_calls))
