@@ -142,6 +142,7 @@ class RedisRouter:
         self.subscribed = asyncio.Event()
         self.relayed_in = 0
         self.relayed_out = 0
+        self.sockets_moved = 0  # relayed sockets closed to reconnect to a new owner
 
     # --- Router ----------------------------------------------------------------------------
 
@@ -226,6 +227,7 @@ class RedisRouter:
         ]
         for connection_id, relayed_call, role in closing:
             self._owner_of.pop(connection_id, None)
+            self.sockets_moved += 1
             await self._sockets.close(relayed_call, role, connection_id, reason)
         return len(closing)
 
@@ -309,6 +311,7 @@ class RedisRouter:
         ]
         for connection_id, role in stale:
             self._owner_of.pop(connection_id, None)
+            self.sockets_moved += 1
             await self._sockets.close(changed.call_id, role, connection_id, CLOSE_REASON_MOVED)
         try:
             await self._on_owner_changed(changed)

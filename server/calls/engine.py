@@ -26,12 +26,15 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import redis.exceptions
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS
 from server.calls.directory import CallDirectory
@@ -106,6 +109,36 @@ def refusal_for(failed: Exception) -> Refusal | None:
     return None
 
 
+class ClusterMetrics(Collector):
+    """What /metrics shows of routing: refused sockets (by reason), relayed messages (read
+    from the router's counts when scraped: no metric call on the message path)."""
+
+    def __init__(self, registry: CollectorRegistry, router: RedisRouter) -> None:
+        self.sockets_refused = Counter(
+            "videoconsult_call_sockets_refused",
+            "call sockets refused or closed to reconnect elsewhere, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self._router = router
+        registry.register(self)
+
+    def collect(self) -> Iterable[Metric]:
+        relayed = CounterMetricFamily(
+            "videoconsult_relayed_messages",
+            "participant messages relayed between nodes over Redis",
+            labels=["direction"],
+        )
+        relayed.add_metric(["to_owner"], self._router.relayed_out)
+        relayed.add_metric(["from_edge"], self._router.relayed_in)
+        yield relayed
+        yield CounterMetricFamily(
+            "videoconsult_relayed_sockets_moved",
+            "relayed call sockets closed so that they reconnect to the call's new owner",
+            value=self._router.sockets_moved,
+        )
+
+
 @dataclass
 class CallEngine:
     node_id: str
@@ -119,6 +152,7 @@ class CallEngine:
     rooms: Rooms
     router: RedisRouter
     media: ServerMediaLegs
+    metrics: ClusterMetrics
     stopping: bool = False
     opening: KeyedLocks = field(default_factory=KeyedLocks)
 
@@ -311,6 +345,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         rooms=rooms,
         router=router,
         media=media,
+        metrics=ClusterMetrics(app[METRICS], router),
     )
     app[CALL_ENGINE] = engine
     stepping_down: set[asyncio.Task[None]] = set()

@@ -74,6 +74,7 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     if engine.stopping or request.app[HEALTH].draining:
         # A load balancer retries another node on this 503 (see the README's nginx).
         log.info("call socket refused: this node is draining")
+        engine.metrics.sockets_refused.labels("node_stopping").inc()
         raise ApiError(503, "node_stopping", "This server is restarting: reconnect in a moment")
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_SECONDS,
@@ -184,6 +185,7 @@ class _Connection:
     async def _refuse(self, code: str, message: str, closing: bool) -> None:
         if closing:
             return
+        self._engine.metrics.sockets_refused.labels(code).inc()
         self._joined = False
         await self._error(code, message)
         await self._ws.close(code=CLOSE_REFUSED, message=code.encode())

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
+from server.appkeys import HEALTH
 from server.calls.engine import CALL_ENGINE, CallEngine
 from server.calls.ownership import CallMoved
 from server.config import CallsConfig, Config
@@ -41,7 +42,7 @@ from tests.calls_fixtures import (
     open_waiting_room,
     wait_for,
 )
-from tests.support import ApiClient, PracticeFixture
+from tests.support import ApiClient, PracticeFixture, login_as
 
 FAST = CallsConfig(heartbeat_seconds=0.2, node_ttl_seconds=1.0)
 
@@ -240,3 +241,37 @@ async def test_switch_to_video_places_calls_by_load_not_on_the_serving_node(
                 return len(engine.rooms) == int(per_node[engine.node_id])
 
             await wait_for(_holds(runs_its_calls))
+
+
+async def test_relayed_messages_and_refused_sockets_are_counted_in_metrics(
+    nodes: tuple[ApiClient, ApiClient], db: asyncpg.Pool, practice: PracticeFixture, config: Config
+) -> None:
+    # R-A2: a refused socket is logged and counted; relaying shows in /metrics
+    await fund(db, practice, 100 * 60)
+    booked = await book_video(db, practice, config)
+    await open_waiting_room(nodes[0], practice, booked)
+    owner, edge = await _owner_and_edge(nodes, db, booked.appointment_id)
+    patient = await connect_client(edge, booked)
+    await patient.close()
+    edge.app[HEALTH].draining = True
+    refused = await edge.get(
+        f"/ws/appointments/{booked.appointment_id}/call", params={"token": "x"}
+    )
+    assert refused.status in (401, 503)
+    doc_headers = await login_as(edge, practice, booked.clinician_role)
+    upgrade = await edge.get(
+        f"/ws/appointments/{booked.appointment_id}/call",
+        headers={
+            **doc_headers,
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert upgrade.status == 503
+    text = await (await edge.get("/metrics")).text()
+    assert 'videoconsult_call_sockets_refused_total{reason="node_stopping"} 1.0' in text
+    assert 'videoconsult_relayed_messages_total{direction="to_owner"}' in text
+    owner_text = await (await owner.get("/metrics")).text()
+    assert 'videoconsult_relayed_messages_total{direction="from_edge"} 0.0' not in owner_text
