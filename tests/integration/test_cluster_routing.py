@@ -254,10 +254,6 @@ async def test_relayed_messages_and_refused_sockets_are_counted_in_metrics(
     patient = await connect_client(edge, booked)
     await patient.close()
     edge.app[HEALTH].draining = True
-    refused = await edge.get(
-        f"/ws/appointments/{booked.appointment_id}/call", params={"token": "x"}
-    )
-    assert refused.status in (401, 503)
     doc_headers = await login_as(edge, practice, booked.clinician_role)
     upgrade = await edge.get(
         f"/ws/appointments/{booked.appointment_id}/call",
