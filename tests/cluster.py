@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.config import Config
+from signalling.protocol import Snapshot
+from tests.call_media_fixtures import (
+    CallPage,
+    LiveCall,
+    frames,
+    open_client_page,
+    open_clinician_page,
+)
+from tests.calls_fixtures import wait_for
+from tests.e2e.conftest_media import wait_for as wait_until
 from tests.integration.test_health import RedisProcess
+from tests.support import ApiClient, PracticeFixture
 
 NGINX_LOCATION = """
     location / {
@@ -117,7 +128,7 @@ class Cluster:
     def stop_redis(self) -> None:
         self.redis.stop()
 
-    async def start_node(self, node_id: str, *extra: str) -> Node:
+    async def start_node(self, node_id: str, *extra: str, port: int = 0) -> Node:
         config = self._config
         assert config.database_url is not None
         process = await asyncio.create_subprocess_exec(
@@ -127,7 +138,7 @@ class Cluster:
             "serve",
             *("--database-url", config.database_url, "--redis-url", self.redis_url),
             *("--redis-prefix", config.redis_prefix, "--secret-key", config.secret_key),
-            *("--public-url", config.public_url, "--port", "0", "--node-id", node_id),
+            *("--public-url", config.public_url, "--port", str(port), "--node-id", node_id),
             *("--call-heartbeat-seconds", "0.25", "--call-node-ttl-seconds", "1"),
             *("--drain-seconds", "3"),
             *extra,
@@ -195,6 +206,25 @@ class Cluster:
         return "".join(self.nodes[node_id].output)
 
 
+async def reconnect_pages(api: ApiClient, practice: PracticeFixture, call: LiveCall) -> None:
+    """What each browser does when its socket closes: reconnect through the load balancer
+    and rebuild its leg (the new owner holds the media)."""
+
+    async def closed(page: CallPage) -> bool:
+        return page._reader.done()
+
+    for page in (call.clinician, call.patient):
+        await wait_for(lambda page=page: closed(page), within=15)
+    await call.clinician.close()
+    await call.patient.close()
+    call.clinician = await open_clinician_page(api, practice, call.booked)
+    call.patient = await open_client_page(api, call.booked)
+    for page in (call.clinician, call.patient):
+        assert page.of(Snapshot)[-1].phase == "in_progress"
+    await asyncio.gather(call.clinician.offer(), call.patient.offer())
+    await wait_until(lambda: frames(call.clinician) > 5 and frames(call.patient) > 5, within=15)
+
+
 async def _keep_output(node: Node) -> None:
     stream = node.process.stdout
     assert stream is not None
@@ -207,14 +237,22 @@ def _clean_env() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(config: Config, size: int = 3) -> AsyncIterator[Cluster]:
-    """``size`` nodes (node-1..) on a private Redis, behind nginx; all stopped after."""
+async def running_cluster(
+    config: Config, size: int = 3, ports: dict[str, int] | None = None
+) -> AsyncIterator[Cluster]:
+    """``size`` nodes (node-1..) on a private Redis, behind nginx; all stopped after.
+    ``ports``: fixed node ports (so that a restarted node is where nginx expects it)."""
     with tempfile.TemporaryDirectory(prefix="videoconsult-cluster-") as workdir:
         cluster = Cluster(config, Path(workdir), size)
         try:
             cluster.start_redis()
             await cluster.wait_for_redis()
-            await asyncio.gather(*(cluster.start_node(f"node-{n}") for n in range(1, size + 1)))
+            await asyncio.gather(
+                *(
+                    cluster.start_node(f"node-{n}", port=(ports or {}).get(f"node-{n}", 0))
+                    for n in range(1, size + 1)
+                )
+            )
             cluster.start_nginx()
             await cluster.wait_for_nginx()
             yield cluster

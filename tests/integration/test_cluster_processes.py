@@ -18,19 +18,15 @@ import asyncpg
 import pytest
 
 from server.config import Config
-from signalling.protocol import Snapshot
 from tests.call_media_fixtures import (
-    CallPage,
     LiveCall,
     admitted_call,
-    frames,
     open_client_page,
     open_clinician_page,
     start_media,
 )
 from tests.calls_fixtures import call_row, wait_for
-from tests.cluster import Cluster, running_cluster
-from tests.e2e.conftest_media import wait_for as wait_until
+from tests.cluster import Cluster, reconnect_pages, running_cluster
 from tests.integration.test_calls_metering import (
     assert_books_balance,
     billed,
@@ -59,25 +55,6 @@ async def _owner(db: asyncpg.Pool, call: LiveCall) -> tuple[str, int]:
     return row["owner_node"], row["owner_epoch"]
 
 
-async def _reopen(api: ApiClient, practice: PracticeFixture, call: LiveCall) -> None:
-    """What each browser does when its socket closes: reconnect through the load balancer
-    and rebuild its leg (the new owner holds the media)."""
-
-    async def closed(page: CallPage) -> bool:
-        return page._reader.done()
-
-    for page in (call.clinician, call.patient):
-        await wait_for(lambda page=page: closed(page), within=15)
-    await call.clinician.close()
-    await call.patient.close()
-    call.clinician = await open_clinician_page(api, practice, call.booked)
-    call.patient = await open_client_page(api, call.booked)
-    for page in (call.clinician, call.patient):
-        assert page.of(Snapshot)[-1].phase == "in_progress"
-    await asyncio.gather(call.clinician.offer(), call.patient.offer())
-    await wait_until(lambda: frames(call.clinician) > 5 and frames(call.patient) > 5, within=15)
-
-
 async def _end_and_check_books(db: asyncpg.Pool, call: LiveCall) -> int:
     await end_call(call.clinician)
     await final_reading_recorded(db, call.call_id)
@@ -103,7 +80,7 @@ async def test_kill_9_of_the_owner_brings_media_back_on_another_node_billed_exac
         owner, epoch = await _owner(db, call)
         killed_at = time.monotonic()
         cluster.nodes[owner].process.kill()
-        await _reopen(api, practice, call)
+        await reconnect_pages(api, practice, call)
         back_at = time.monotonic()
         print(f"kill -9: media back {back_at - killed_at:.2f} s after the kill")
         new_owner, new_epoch = await _owner(db, call)
@@ -130,7 +107,7 @@ async def test_sigterm_drains_the_owner_moving_its_call_without_dropping_it(
         before = await billed(db, call.call_id)
         termed_at = time.monotonic()
         drained.signal(signal.SIGTERM)
-        await _reopen(api, practice, call)
+        await reconnect_pages(api, practice, call)
         print(f"drain: media back {time.monotonic() - termed_at:.2f} s after SIGTERM")
         new_owner, _ = await _owner(db, call)
         assert new_owner not in (owner, None)
@@ -164,7 +141,7 @@ async def test_a_paused_owner_steps_down_leaving_one_owner(
         paused.signal(signal.SIGCONT)
         await wait_for(lambda: _until_logged(cluster, owner, "stepped down"), within=10)
         if paused.alive:
-            await _reopen(api, practice, call)
+            await reconnect_pages(api, practice, call)
         new_owner, new_epoch = await _owner(db, call)
         assert new_owner != owner and new_epoch > epoch
         await _end_and_check_books(db, call)
