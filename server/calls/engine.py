@@ -26,28 +26,26 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import redis.exceptions
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS
 from server.calls.directory import CallDirectory
 from server.calls.hub import CLOSE_NODE_STOPPING, SocketHub
 from server.calls.media_control import ServerMediaLegs, ice_settings_for
 from server.calls.nodes import NodeRegistry
-from server.calls.ownership import CallMoved, CallOwnedElsewhere, CallOwnership
+from server.calls.ownership import CallMoved, CallOwnership
+from server.calls.routing import ClusterMetrics, refusal_for
 from server.calls.sink import LedgerCheckpointSink
 from server.calls.store import PgCallStore
 from server.calls.unattended import run_unattended_sweep
 from signalling.meter import Meter, MeterFlusher, UnknownCall
-from signalling.model import IllegalTransition, Role
-from signalling.relay import CLOSE_REASON_MOVED, OwnerChanged, RedisRouter, Refusal
+from signalling.model import Role
+from signalling.relay import CLOSE_REASON_MOVED, OwnerChanged, RedisRouter
 from signalling.room import LoadedCall, Room
 from signalling.router import Rooms, RoutedMessage
 
@@ -95,48 +93,6 @@ class KeyedLocks:
 def new_protocol_id() -> str:
     """Confirm, end-request and stream ids: unguessable, so a client cannot forge one."""
     return secrets.token_urlsafe(12)
-
-
-def refusal_for(failed: Exception) -> Refusal | None:
-    """What a participant is told when their message could not be delivered to the call."""
-    match failed:
-        case IllegalTransition(code=code, message=message):
-            return Refusal(code, message)
-        case CallOwnedElsewhere():
-            return Refusal("call_elsewhere", "This call is running on another server: try again")
-        case CallMoved():
-            return Refusal(CLOSE_REASON_MOVED, "This call moved: reconnect")
-    return None
-
-
-class ClusterMetrics(Collector):
-    """What /metrics shows of routing: refused sockets (by reason), relayed messages (read
-    from the router's counts when scraped: no metric call on the message path)."""
-
-    def __init__(self, registry: CollectorRegistry, router: RedisRouter) -> None:
-        self.sockets_refused = Counter(
-            "videoconsult_call_sockets_refused",
-            "call sockets refused or closed to reconnect elsewhere, by reason",
-            ["reason"],
-            registry=registry,
-        )
-        self._router = router
-        registry.register(self)
-
-    def collect(self) -> Iterable[Metric]:
-        relayed = CounterMetricFamily(
-            "videoconsult_relayed_messages",
-            "participant messages relayed between nodes over Redis",
-            labels=["direction"],
-        )
-        relayed.add_metric(["to_owner"], self._router.relayed_out)
-        relayed.add_metric(["from_edge"], self._router.relayed_in)
-        yield relayed
-        yield CounterMetricFamily(
-            "videoconsult_relayed_sockets_moved",
-            "relayed call sockets closed so that they reconnect to the call's new owner",
-            value=self._router.sockets_moved,
-        )
 
 
 @dataclass
@@ -279,7 +235,12 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     hub = SocketHub()
 
     async def deliver_local(routed: RoutedMessage) -> None:
-        await rooms.dispatch(routed)
+        try:
+            await rooms.dispatch(routed)
+        except CallMoved:
+            # A write for the call failed its fence: another node owns it now.
+            await engine.step_down(routed.call_id)
+            raise
 
     async def owner_changed(changed: OwnerChanged) -> None:
         await engine.owner_changed(changed)

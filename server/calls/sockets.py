@@ -34,8 +34,9 @@ from server.appkeys import CONFIG, DB, HEALTH, TOKENS
 from server.auth.session import SESSION_COOKIE, Staff, held_open, require_role
 from server.auth.tokens import InvalidToken
 from server.calls.client_entry import link_entry
-from server.calls.engine import CALL_ENGINE, CallEngine, refusal_for
+from server.calls.engine import CALL_ENGINE, CallEngine
 from server.calls.hub import CLOSE_REFUSED
+from server.calls.routing import refusal_for
 from server.diary.appointments import appointment_for_call, appointment_for_link
 from server.diary.links import NOT_AVAILABLE_MESSAGE
 from server.http import ApiError, not_found, parse_uuid
