@@ -119,12 +119,16 @@ class RedisRouter:
         sockets: LocalSockets,
         refusal_for: Callable[[Exception], Refusal | None],
         on_owner_changed: Callable[[OwnerChanged], Awaitable[None]],
+        subscriber: aioredis.Redis | None = None,
     ) -> None:
         """``route``: the node that should run a call (the ownership's choice).
         ``refusal_for``: what to tell a remote participant whose delivery failed (None:
-        an unexpected failure, logged and answered with a generic error)."""
+        an unexpected failure, logged and answered with a generic error).
+        ``subscriber``: the client whose connection the subscription holds for the node's
+        life (so it takes none from a bounded pool that requests wait on)."""
         self.node_id = node_id
         self._redis = redis
+        self._subscriber = subscriber or redis
         self._inbox = inbox
         self._owners_channel = owners_channel
         self._route = route
@@ -239,7 +243,7 @@ class RedisRouter:
         first = True
         while True:
             try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self._subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(*channels)
                     if not first:
                         # Messages published while we were away are lost: every relayed

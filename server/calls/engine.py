@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import redis.asyncio as aioredis
 import redis.exceptions
 from aiohttp import web
 
@@ -246,6 +247,8 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         await engine.owner_changed(changed)
 
     keys = app[KEYS]
+    assert config.redis_url
+    subscriber = aioredis.Redis.from_url(config.redis_url, socket_connect_timeout=2.0)
     router = RedisRouter(
         app[REDIS],
         config.node_id,
@@ -256,6 +259,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         sockets=hub,
         refusal_for=refusal_for,
         on_owner_changed=owner_changed,
+        subscriber=subscriber,
     )
     liveness_updates: set[asyncio.Task[None]] = set()
 
@@ -375,6 +379,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(Exception):
             await nodes.leave()
+        await subscriber.aclose()
 
 
 async def _apply_liveness(rooms: Rooms, media: ServerMediaLegs, call_id: str, role: Role) -> None:
