@@ -103,6 +103,12 @@ async def busy_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except _DATABASE_UNAVAILABLE as exc:
         _log_refusal(request, f"database unavailable ({type(exc).__name__})")
         raise _unavailable("database") from None
+    except OSError as exc:
+        # asyncpg opening a pool connection to a stopped PostgreSQL raises the socket's
+        # own OSError (ConnectionRefusedError, or "Multiple exceptions" for several
+        # addresses); Redis's are wrapped above, so an OSError here is the database's.
+        _log_refusal(request, f"database unreachable ({type(exc).__name__}: {exc})")
+        raise _unavailable("database") from None
 
 
 def _log_refusal(request: web.Request, why: str) -> None:

@@ -27,6 +27,7 @@ from server.demo import seed_demo
 from server.embedded import EmbeddedError, EmbeddedServices
 from server.settings import effective_lines, markdown_table, setting_help
 from server.wallet.cli import check_ledger
+from server.workers import serve_workers
 
 log = logging.getLogger("videoconsult")
 
@@ -152,6 +153,8 @@ async def _serve(config: Config, *, demo: bool) -> int:
             raise ConfigError("SECRET_KEY: required (at least 32 characters)")
         assert live.database_url
         await apply_migrations(live.database_url)
+        if live.workers != 1 and not demo:
+            return await serve_workers(live)
         app = create_app(live)
         # A client that goes away cancels its request, and so its query (reads); changes run
         # to their end regardless (server.http.finish_changes_middleware).
@@ -160,7 +163,7 @@ async def _serve(config: Config, *, demo: bool) -> int:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, live.host, live.port)
+            site = web.TCPSite(runner, live.host, live.port, reuse_port=live.reuse_port or None)
             await site.start()
             url = _bound_url(runner, live)
             if demo:

@@ -451,6 +451,19 @@ class Config:
     # HTTP
     host: str = setting("127.0.0.1", env="HOST", help="address to listen on")
     port: int = setting(8080, env="PORT", help="port to listen on", minimum=0, maximum=65535)
+    # Media forwarding is bound by one event-loop thread: one node process per core.
+    workers: int = setting(
+        1,
+        env="WORKERS",
+        help="node processes 'serve' starts, sharing the port (SO_REUSEPORT); 0: one per core",
+        minimum=0,
+        maximum=256,
+    )
+    reuse_port: bool = setting(
+        False,
+        env="REUSE_PORT",
+        help="share the port with other processes (set by WORKERS for its node processes)",
+    )
     public_url: str = setting(
         "",
         env="PUBLIC_URL",

@@ -51,3 +51,19 @@ class Keys:
     def node_heartbeat(self, node_id: str) -> str:
         """A node is alive while this exists; TTL = CALL_NODE_TTL_SECONDS, renewed by the node."""
         return f"{self.prefix}node:{node_id}"
+
+    def node_loads(self) -> str:
+        """Hash node id -> "calls cpu_pct [draining]", written at every heartbeat and raised by
+        one at each call placed on the node (no TTL: fields of nodes whose heartbeat is gone
+        are ignored and pruned)."""
+        return f"{self.prefix}node-loads"
+
+    def node_inbox_channel(self, node_id: str) -> str:
+        """Pub/sub channel (nothing stored) of one node: participants' messages relayed to
+        the calls it owns, and server messages for the participants' sockets it holds."""
+        return f"{self.prefix}node-inbox:{node_id}"
+
+    def call_owners_channel(self) -> str:
+        """Pub/sub channel (nothing stored): a call's owner changed (opened, taken over,
+        released), so nodes relaying sockets to its old owner close them to reconnect."""
+        return f"{self.prefix}call-owners"

@@ -158,6 +158,11 @@ class Room:
         return self._state.call_id
 
     @property
+    def connections(self) -> dict[Role, str]:
+        """Each attached participant's connection id."""
+        return dict(self._connections)
+
+    @property
     def has_connections(self) -> bool:
         """A participant's connection is attached to this room."""
         return bool(self._connections)

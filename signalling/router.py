@@ -4,7 +4,8 @@ A WebSocket may land on any node. Its handler decodes each client message once
 (``protocol.decode_client_message``), wraps it in a ``RoutedMessage`` addressed to the call,
 and hands it to the ``Router``, which delivers it to the owner node's ``Rooms``. The
 envelopes are msgspec structs so a Redis router can carry them between nodes unchanged.
-``LocalRouter`` is the single-node case: this node owns every call.
+``LocalRouter`` is the single-node case: this node owns every call; ``relay.RedisRouter``
+relays between nodes over Redis.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ class Rooms:
 
     def __len__(self) -> int:
         return len(self._rooms)
+
+    @property
+    def call_ids(self) -> list[str]:
+        return list(self._rooms)
+
+    def evict(self, call_id: str) -> Room | None:
+        """Forget the call's room at once (this node stepped down from the call)."""
+        return self._rooms.pop(call_id, None)
 
     async def room(self, call_id: str) -> Room:
         """The call's room; raises ``IllegalTransition`` for a call the store does not know."""

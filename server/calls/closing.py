@@ -16,7 +16,7 @@ from aiohttp import web
 from server.appkeys import DB
 from server.calls.directory import latest_call
 from server.calls.engine import CALL_ENGINE
-from server.calls.store import CallMoved, CallOwnedElsewhere
+from server.calls.ownership import CallMoved, CallOwnedElsewhere
 from signalling.model import Actor, IllegalTransition, Phase
 
 

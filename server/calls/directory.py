@@ -6,9 +6,12 @@ appointment on this node, and keeps it when the waiting room opens (the row is i
 with that id), so the waiting client and the clinician meet in the same room.
 
 The ids of calls without a row live in this node's memory only, and only while a socket or
-a Switch to Video holds them: ``LocalRouter`` means one node owns every call. After a
-restart (or once every holder has gone) a waiting client reconnects and gets a new id,
-which is harmless because nothing was recorded under the old one.
+a Switch to Video holds them: a client waiting before the call opens waits in a room of the
+node holding its socket. When another node opens the waiting room under its own id, it
+announces it (``CallEngine.announce_opened``) and this node closes its unopened room, so the
+client reconnects into the opened call. After a restart (or once every holder has gone) a
+waiting client reconnects and gets a new id, which is harmless because nothing was
+recorded under the old one.
 """
 
 from __future__ import annotations
@@ -78,12 +81,14 @@ class CallDirectory:
         While the block runs, an unopened call keeps its id (and the waiting room keyed by
         it), so the clinician opening the room and a waiting client meet in the same room.
         """
+        # The row first, even while an unopened id is held here: the waiting room may have
+        # been opened on another node, under that node's id (this one's room is closed).
+        found = await latest_call(self._db, appointment_id)
+        if found is not None:
+            yield str(found.id)
+            return
         call_id = self._unopened.get(appointment_id)
         if call_id is None:
-            found = await latest_call(self._db, appointment_id)
-            if found is not None:
-                yield str(found.id)
-                return
             call_id = self._unopened.setdefault(appointment_id, str(uuid.uuid4()))
             self._hold(appointment_id, call_id)
             try:
@@ -103,6 +108,10 @@ class CallDirectory:
             yield call_id
         finally:
             self._let_go(appointment_id)
+
+    def unopened_call(self, appointment_id: uuid.UUID) -> str | None:
+        """The id this node holds for the appointment's not-yet-opened call, if any."""
+        return self._unopened.get(appointment_id)
 
     def unopened_appointment(self, call_id: str) -> uuid.UUID | None:
         """The appointment whose not-yet-opened call has this id, if any."""

@@ -52,6 +52,9 @@ class SocketHub:
         self._sockets[connection_id] = ws
         self._queues[connection_id] = SendQueue(ws, transport)
 
+    def holds(self, connection_id: str) -> bool:
+        return connection_id in self._sockets
+
     def mark_current(self, call_id: str, role: Role, connection_id: str) -> None:
         """The participant's newest connection (what peer-to-peer relaying sends to)."""
         self._current[(call_id, role)] = connection_id

@@ -53,7 +53,6 @@ from media.ice import IceSettings, browser_ice_servers, server_rtc_configuration
 from media.leg import LegSettings, LegStatus
 from media.ports import PortRange
 from media.relay import Side
-from server.calls.hub import SocketHub
 from server.calls.media_quality import LegQualityReporter
 from server.config import Config
 from signalling.model import Role
@@ -67,6 +66,7 @@ from signalling.protocol import (
     ServerMessage,
     ServerSdpAnswer,
 )
+from signalling.relay import ParticipantSockets
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class ServerMediaLegs:
     def __init__(
         self,
         *,
-        sockets: SocketHub,
+        sockets: ParticipantSockets,
         on_liveness: Callable[[str, Role], None],
         ice: IceSettings,
         registry: CollectorRegistry,

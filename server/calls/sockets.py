@@ -31,16 +31,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.appkeys import CONFIG, DB, TOKENS
+from server.appkeys import CONFIG, DB, HEALTH, TOKENS
 from server.auth.session import SESSION_COOKIE, Staff, held_open, require_role
 from server.auth.tokens import InvalidToken
 from server.calls.client_entry import link_entry
 from server.calls.engine import CALL_ENGINE, CallEngine
-from server.calls.store import CallMoved, CallOwnedElsewhere
+from server.calls.routing import refusal_for
 from server.diary.appointments import appointment_for_call, appointment_for_link
 from server.diary.links import NOT_AVAILABLE_MESSAGE
 from server.http import ApiError, not_found, parse_uuid
-from signalling.model import IllegalTransition, Role
+from signalling.model import Role
 from signalling.protocol import (
     MAX_MESSAGE_BYTES,
     Error,
@@ -76,7 +76,10 @@ async def call_socket(request: web.Request) -> web.StreamResponse:
     engine = request.app[CALL_ENGINE]
     appointment_id = parse_uuid(request.match_info["appointment_id"], "appointment")
     role, staff = await _authenticate(request, appointment_id)
-    if engine.stopping:
+    if engine.stopping or request.app[HEALTH].draining:
+        # A load balancer retries another node on this 503 (see the README's nginx).
+        log.info("call socket refused: this node is draining")
+        engine.metrics.sockets_refused.labels("node_stopping").inc()
         raise ApiError(503, "node_stopping", "This server is restarting: reconnect in a moment")
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_SECONDS,
@@ -207,15 +210,12 @@ class _Connection:
     async def _deliver(self, routed: RoutedMessage, *, closing: bool = False) -> None:
         try:
             await self._engine.router.deliver(routed)
-        except IllegalTransition as refused:  # e.g. the call is unknown here
-            await self._refuse(refused.code, refused.message, closing)
-        except CallOwnedElsewhere:
-            await self._refuse(
-                "call_elsewhere", "This call is running on another server: try again", closing
-            )
-        except CallMoved:
-            await self._refuse("call_moved", "This call moved: reconnect", closing)
-        except Exception:
+        except Exception as failed:
+            refusal = refusal_for(failed)
+            if refusal is not None:  # e.g. the call is unknown here, or moved
+                log.info("call %s: %s socket refused (%s)", self._call_id, self._role, refusal)
+                await self._refuse(refusal.code, refusal.message, closing)
+                return
             log.exception("call %s: delivering %s failed", self._call_id, routed.__class__)
             if not closing:
                 await self._error("unavailable", "Something went wrong: try again")
@@ -223,6 +223,7 @@ class _Connection:
     async def _refuse(self, code: str, message: str, closing: bool) -> None:
         if closing:
             return
+        self._engine.metrics.sockets_refused.labels(code).inc()
         self._joined = False
         await self._error(code, message)
         # Through the hub: the close goes out after the error, never before it.

@@ -8,7 +8,8 @@ starts the video process. The pre-call check runs against the appointment's leng
 - ``warn_insufficient``: 409 ``go_ahead_required`` with the warning, nothing opens, unless
   the body says ``{"go_ahead": true}``;
 - ``ok`` (or warned and going ahead): the waiting room opens: the ``calls`` row is inserted
-  with ``expected_seconds`` = the appointment's length and this node as owner.
+  with ``expected_seconds`` = the appointment's length and, as its owner, the ready node
+  with the least load (``CallEngine.place_call``), whichever node served the request.
 
 One open call per appointment: a double click (or a retry) answers with the same call.
 An appointment whose call has ended or was abandoned: "Appointment has already finished".
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 import msgspec
 from aiohttp import web
 
-from server.appkeys import CONFIG, DB
+from server.appkeys import CONFIG, DB, HEALTH
 from server.auth.session import Staff, require_role
 from server.calls.closing import close_waiting_room
 from server.calls.directory import CallSummary, latest_call
@@ -58,6 +59,9 @@ async def start_video(request: web.Request) -> web.Response:
     _check_can_start(staff, appointment)
 
     engine = request.app[CALL_ENGINE]
+    if request.app[HEALTH].draining:
+        # No new call on a draining node: a load balancer retries another node on this 503.
+        raise ApiError(503, "node_stopping", "This server is restarting: retry in a moment")
     async with engine.opening_lock(appointment_id):
         existing = await latest_call(db, appointment_id)
         if existing is not None:
@@ -69,9 +73,11 @@ async def start_video(request: web.Request) -> web.Response:
         )
         _refuse_unless_allowed(precall, body.go_ahead)
         async with engine.directory.hold(appointment_id) as call_id:
+            owner = await engine.place_call(call_id)  # by load (R-A3)
             try:
                 async with engine.rooms.using(call_id) as room:
                     await room.open_waiting_room(Role.CLINICIAN, staff.roles, body.go_ahead)
+                await engine.announce_opened(call_id, appointment_id, owner)
             except PrecallRefused as refused:  # minutes changed between the two checks
                 _refuse_unless_allowed(refused.result, body.go_ahead)
                 raise
@@ -80,6 +86,8 @@ async def start_video(request: web.Request) -> web.Response:
                 if found is None:
                     raise
                 return _existing_call(request, found)
+            finally:
+                engine.store.unplace(call_id)
     return _call_reply(request, appointment_id, call_id, "waiting_room_open", precall, 201)
 
 

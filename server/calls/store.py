@@ -10,8 +10,9 @@ The pre-call check (R-M7) is repeated inside that transaction under a per-practi
 with the roles and go-ahead the machine's event carried (``OpeningTerms``), so two
 clinicians of one practice opening at once cannot both count the same minutes.
 
-Writes are fenced by ownership: a state change only applies while this node owns the call
-(``owner_node``), so a node that was presumed dead and lost its calls cannot move them.
+Writes are fenced by ownership (``ownership``): each commit first locks the call's row at
+the (owner node, epoch) this node holds, so a node that lost the call (presumed dead,
+paused, cut off) cannot move it, write its audit or touch its link.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import cast
 
 import asyncpg
 
-from server.calls import audit, recovery
+from server.calls import audit
 from server.calls.directory import CallDirectory
-from server.calls.nodes import NodeRegistry
+from server.calls.ownership import CallMoved, CallOwnership
 from server.db import Executor
 from server.diary.links import abandon_link, end_link
 from server.wallet.precall import PrecallResult, precall_check
@@ -50,27 +51,25 @@ class AlreadyOpen(Exception):
     """Another request (or node) opened this appointment's waiting room first."""
 
 
-class CallOwnedElsewhere(Exception):
-    """A live node other than this one owns the call (cross-node routing is not wired)."""
-
-    def __init__(self, owner: str) -> None:
-        super().__init__(f"call owned by node {owner}")
-        self.owner = owner
-
-
-class CallMoved(Exception):
-    """The call's row was not as this node believed (taken over, or changed): nothing written."""
-
-
 class PgCallStore:
-    def __init__(self, pool: asyncpg.Pool, directory: CallDirectory, nodes: NodeRegistry) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, directory: CallDirectory, ownership: CallOwnership
+    ) -> None:
         self._pool = pool
         self._directory = directory
-        self._nodes = nodes
+        self._ownership = ownership
+        self._placed: dict[str, str] = {}  # call id -> node chosen to own it once opened
+
+    def place(self, call_id: str, node_id: str) -> None:
+        """The node the call's row names as owner when its waiting room opens here."""
+        self._placed[call_id] = node_id
+
+    def unplace(self, call_id: str) -> None:
+        self._placed.pop(call_id, None)
 
     @property
     def node_id(self) -> str:
-        return self._nodes.node_id
+        return self._ownership.node_id
 
     # --- CallStore ------------------------------------------------------------------------
 
@@ -80,7 +79,8 @@ class PgCallStore:
         except ValueError:
             return None
         row = await self._pool.fetchrow(
-            """SELECT c.practice_id, c.state, c.owner_node, c.billed_seconds, c.meter_sequence,
+            """SELECT c.practice_id, c.state, c.owner_node, c.owner_epoch, c.billed_seconds,
+                      c.meter_sequence,
                       c.carried_microseconds, c.started_at, p.phone
                FROM calls c JOIN practices p ON p.id = c.practice_id WHERE c.id = $1""",
             call_uuid,
@@ -97,7 +97,7 @@ class PgCallStore:
         practice_id = str(row["practice_id"])
         if phase.terminal:
             return LoadedCall(state, practice_id)
-        await self._claim(call_uuid, row["owner_node"])
+        await self._ownership.claim_for_room(call_uuid, row["owner_node"], row["owner_epoch"])
         checkpoint = None
         if phase is Phase.IN_PROGRESS:
             checkpoint = MeterCheckpoint(
@@ -120,23 +120,10 @@ class PgCallStore:
             return None
         return LoadedCall(new_call(call_id, row["phone"]), str(row["practice_id"]))
 
-    async def _claim(self, call_id: uuid.UUID, owner: str | None) -> None:
-        """Own the call before running its room: it is ours, unowned, or its node is gone."""
-        me = self._nodes.node_id
-        if owner == me:
-            return
-        if owner is not None and await self._nodes.is_alive(owner):
-            raise CallOwnedElsewhere(owner)
-        async with self._pool.acquire() as conn, conn.transaction():
-            if owner is None:  # released by a node that stopped gracefully
-                claimed = await recovery.claim_calls(conn, me, [(call_id, None)])
-            else:
-                claimed = await recovery.take_over(conn, me, owner, [(call_id, owner)])
-        if not claimed:
-            raise CallMoved(f"call {call_id} was claimed by another node first")
-
     async def commit(self, changes: Sequence[StoreEffect]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            for call_id in _existing_calls(changes):
+                await self._ownership.fence(conn, call_id)
             for change in changes:
                 if isinstance(change, PersistTransition):
                     await self._persist(conn, change)
@@ -159,14 +146,15 @@ class PgCallStore:
                            ELSE ended_at END,
                        end_reason = CASE WHEN $2 IN ('ended', 'abandoned', 'closed') THEN $4
                                          ELSE end_reason END
-                   WHERE id = $1 AND state = $5 AND owner_node = $6""",
+                   WHERE id = $1 AND state = $5 AND owner_node = $6 AND owner_epoch = $8""",
                 call_id,
                 change.to_phase.value,
                 change.at,
                 change.reason,
                 change.from_phase.value,
-                self._nodes.node_id,
+                self.node_id,
                 UNATTENDED_REASON,
+                self._ownership.epoch_of(change.call_id),
             )
             if updated != "UPDATE 1":
                 raise CallMoved(f"call {call_id} is no longer {change.from_phase} on this node")
@@ -178,7 +166,7 @@ class PgCallStore:
             change.to_phase.value,
             change.reason,
             change.at,
-            self._nodes.node_id,
+            self.node_id,
         )
 
     async def _insert_opened_call(self, conn: Executor, change: PersistTransition) -> None:
@@ -205,21 +193,25 @@ class PgCallStore:
             result.outcome == "warn_insufficient" and not terms.go_ahead
         ):
             raise PrecallRefused(result)
+        owner = self._placed.get(change.call_id, self.node_id)
         try:
             await conn.execute(
                 """INSERT INTO calls (id, practice_id, appointment_id, clinician_id, state,
-                                      expected_seconds, owner_node, opened_at)
-                   VALUES ($1, $2, $3, $4, 'waiting_room_open', $5, $6, $7)""",
+                                      expected_seconds, owner_node, opened_at,
+                                      owner_epoch)
+                   VALUES ($1, $2, $3, $4, 'waiting_room_open', $5, $6, $7, 1)""",
                 uuid.UUID(change.call_id),
                 practice_id,
                 appointment_id,
                 appointment["clinician_id"],
                 appointment["seconds"],
-                self._nodes.node_id,
+                owner,
                 change.at,
             )
         except asyncpg.UniqueViolationError:
             raise AlreadyOpen(str(appointment_id)) from None
+        if owner == self.node_id:
+            self._ownership.opened(change.call_id)
 
     async def _deactivate_link(self, conn: Executor, change: DeactivateLink) -> None:
         link_id = await conn.fetchval(
@@ -237,9 +229,18 @@ class PgCallStore:
 
     async def release_owned_calls(self) -> int:
         """Graceful stop: give up this node's open calls so any node can take them at once."""
-        status = await self._pool.execute(
-            """UPDATE calls SET owner_node = NULL
-               WHERE owner_node = $1 AND state IN ('waiting_room_open', 'in_progress')""",
-            self._nodes.node_id,
-        )
-        return int(status.split()[-1])
+        return len(await self._ownership.release_all())
+
+
+def _existing_calls(changes: Sequence[StoreEffect]) -> list[uuid.UUID]:
+    """The calls of ``changes`` that have a row already (all but one being opened now)."""
+    opening = {
+        change.call_id
+        for change in changes
+        if isinstance(change, PersistTransition)
+        and change.from_phase is Phase.SCHEDULED
+        and change.to_phase is Phase.WAITING_ROOM_OPEN
+    }
+    return sorted(
+        {uuid.UUID(change.call_id) for change in changes} - {uuid.UUID(c) for c in opening}
+    )

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from server.calls.store import CallMoved, CallOwnedElsewhere
+from server.calls.ownership import CallMoved, CallOwnedElsewhere
 from signalling.machine import UNATTENDED_REASON
 from signalling.model import IllegalTransition
 from signalling.router import Rooms

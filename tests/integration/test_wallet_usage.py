@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import redis.asyncio as aioredis
 
+from server.calls.nodes import NodeRegistry
+from server.calls.ownership import CallOwnership
 from server.calls.sink import LedgerCheckpointSink
+from server.keys import Keys
 from server.wallet import ledger
 from server.wallet.usage import record_usage
 from signalling.meter import Meter, MeterFlusher, UsageSink
 from signalling.model import Role
+from tests.conftest import ServiceUrls
 from tests.support import PracticeFixture
 from tests.wallet_fixtures import Reading, ledger_consistent, make_call, set_balance
 
@@ -76,13 +81,18 @@ async def test_readings_for_unknown_calls_are_reported_and_bill_no_one(
 
 
 async def test_the_meter_flusher_records_through_the_ledger_sink(
-    db: asyncpg.Pool, practice: PracticeFixture
+    db: asyncpg.Pool, practice: PracticeFixture, services: ServiceUrls, redis_prefix: str
 ) -> None:
     # R-M8, R-M10: the call engine's meter and flusher, with our sink, bill exact seconds
     call_id = str(await make_call(db, practice))
+    await db.execute("UPDATE calls SET owner_node = 'node-meter' WHERE id = $1", call_id)
     now = [T0]
     meter = Meter()
-    sink: UsageSink = LedgerCheckpointSink(db)
+    redis = aioredis.Redis.from_url(services.redis)
+    nodes = NodeRegistry(
+        redis, Keys(redis_prefix), "node-meter", heartbeat_seconds=1, ttl_seconds=3
+    )
+    sink: UsageSink = LedgerCheckpointSink(db, CallOwnership(db, nodes))
     flusher = MeterFlusher(meter, sink, clock=lambda: now[0])
     meter.start_call(call_id, str(practice.id), T0, frozenset({Role.CLINICIAN, Role.CLIENT}))
     for step in (0.6, 1.1, 2.3, 0.5):

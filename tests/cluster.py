@@ -1,0 +1,260 @@
+"""A real cluster on loopback: ``videoconsult serve`` nodes behind Debian's nginx.
+
+Each node is its own process (kill -9, SIGTERM and SIGSTOP reach it for real); nginx runs
+with its own prefix and configuration, round robin with no affinity, retrying the next
+node on a refused upgrade or a 503 (``NGINX_LOCATION``, the README's production setup).
+Redis is a private ``redis-server`` on a unix socket, so a test may restart it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.config import Config
+from signalling.protocol import Snapshot
+from tests.call_media_fixtures import (
+    CallPage,
+    LiveCall,
+    frames,
+    open_client_page,
+    open_clinician_page,
+)
+from tests.calls_fixtures import wait_for
+from tests.e2e.conftest_media import wait_for as wait_until
+from tests.integration.test_health import RedisProcess
+from tests.support import ApiClient, PracticeFixture
+
+NGINX_LOCATION = """
+    location / {
+        proxy_pass http://videoconsult;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_read_timeout 1h;
+        proxy_connect_timeout 1s;
+        # A stopped node refuses the connection; a draining one answers 503 (having changed
+        # nothing): either way the request goes to the next node.
+        proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+        proxy_next_upstream_tries 3;
+    }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def nginx_config(prefix: Path, port: int, upstreams: list[str]) -> str:
+    servers = "\n".join(f"        server {address} max_fails=0;" for address in upstreams)
+    user = "user root root;" if os.geteuid() == 0 else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {prefix}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+{temp}
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream videoconsult {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+{NGINX_LOCATION}
+    }}
+}}
+"""
+
+
+@dataclass
+class Node:
+    node_id: str
+    process: asyncio.subprocess.Process
+    address: str  # host:port
+    output: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive:
+            self.process.send_signal(signum)
+
+
+class Cluster:
+    def __init__(self, config: Config, workdir: Path, size: int) -> None:
+        self._config = config
+        self._dir = workdir
+        self._size = size
+        self.nodes: dict[str, Node] = {}
+        self.redis = RedisProcess(workdir)
+        self._nginx: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    def start_redis(self) -> None:
+        self.redis.start()
+
+    async def wait_for_redis(self) -> None:
+        await self.redis.wait_ready()
+
+    def stop_redis(self) -> None:
+        self.redis.stop()
+
+    async def start_node(self, node_id: str, *extra: str, port: int = 0) -> Node:
+        config = self._config
+        assert config.database_url is not None
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            *("--database-url", config.database_url, "--redis-url", self.redis_url),
+            *("--redis-prefix", config.redis_prefix, "--secret-key", config.secret_key),
+            *("--public-url", config.public_url, "--port", str(port), "--node-id", node_id),
+            *("--call-heartbeat-seconds", "0.25", "--call-node-ttl-seconds", "1"),
+            *("--drain-seconds", "3"),
+            *extra,
+            env={**_clean_env(), "PYTHONUNBUFFERED": "1"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert process.stdout is not None
+        seen: list[str] = []
+        async with asyncio.timeout(60):
+            while True:
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError(f"node {node_id} ended early:\n{''.join(seen)}")
+                seen.append(line)
+                found = re.search(r"listening on http://(\S+)", line)
+                if found:
+                    break
+        node = Node(node_id, process, found.group(1), seen)
+        node._reader = asyncio.get_running_loop().create_task(_keep_output(node))
+        self.nodes[node_id] = node
+        return node
+
+    def start_nginx(self, port: int | None = None) -> None:
+        prefix = self._dir / "nginx"
+        prefix.mkdir(exist_ok=True)
+        port = port or free_port()
+        upstreams = [node.address for node in self.nodes.values()]
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx_config(prefix, port, upstreams))
+        self._nginx = subprocess.Popen(
+            ["nginx", "-p", str(prefix), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def wait_for_nginx(self) -> None:
+        host, port = self.url.removeprefix("http://").split(":")
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection(host, int(port))
+                except OSError:
+                    await asyncio.sleep(0.02)
+                    continue
+                writer.close()
+                return
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    node.process.send_signal(signal.SIGCONT)
+                    node.process.kill()
+                await node.process.wait()
+            if node._reader is not None:
+                node._reader.cancel()
+        if self._nginx is not None:
+            self._nginx.kill()
+            self._nginx.wait()
+        self.stop_redis()
+
+    def log_of(self, node_id: str) -> str:
+        return "".join(self.nodes[node_id].output)
+
+
+async def reconnect_pages(api: ApiClient, practice: PracticeFixture, call: LiveCall) -> None:
+    """What each browser does when its socket closes: reconnect through the load balancer
+    and rebuild its leg (the new owner holds the media)."""
+
+    async def closed(page: CallPage) -> bool:
+        return page._reader.done()
+
+    for page in (call.clinician, call.patient):
+        await wait_for(lambda page=page: closed(page), within=15)
+    await call.clinician.close()
+    await call.patient.close()
+    call.clinician = await open_clinician_page(api, practice, call.booked)
+    call.patient = await open_client_page(api, call.booked)
+    for page in (call.clinician, call.patient):
+        assert page.of(Snapshot)[-1].phase == "in_progress"
+    await asyncio.gather(call.clinician.offer(), call.patient.offer())
+    await wait_until(lambda: frames(call.clinician) > 5 and frames(call.patient) > 5, within=15)
+
+
+async def _keep_output(node: Node) -> None:
+    stream = node.process.stdout
+    assert stream is not None
+    while line := await stream.readline():
+        node.output.append(line.decode(errors="replace"))
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(
+    config: Config, size: int = 3, ports: dict[str, int] | None = None
+) -> AsyncIterator[Cluster]:
+    """``size`` nodes (node-1..) on a private Redis, behind nginx; all stopped after.
+    ``ports``: fixed node ports (so that a restarted node is where nginx expects it)."""
+    with tempfile.TemporaryDirectory(prefix="videoconsult-cluster-") as workdir:
+        cluster = Cluster(config, Path(workdir), size)
+        try:
+            cluster.start_redis()
+            await cluster.wait_for_redis()
+            await asyncio.gather(
+                *(
+                    cluster.start_node(f"node-{n}", port=(ports or {}).get(f"node-{n}", 0))
+                    for n in range(1, size + 1)
+                )
+            )
+            cluster.start_nginx()
+            await cluster.wait_for_nginx()
+            yield cluster
+        finally:
+            await cluster.stop()
