@@ -165,7 +165,7 @@ def _balance(viewer: Viewer) -> str:
     if viewer.balance_display is None:
         return ""
     shown = (
-        '<span class="balance" data-testid="balance">Video minutes: '
+        '<span class="balance" data-testid="header-balance">Video minutes: '
         f"<strong>{html.escape(viewer.balance_display)}</strong></span>"
     )
     if "site_admin" in viewer.user.roles:

@@ -317,7 +317,7 @@ async def test_the_diary_shows_each_outcome_and_the_header_the_balance(
             await expect(button).to_contain_text(text)
     await screenshot(clinician, "diary-outcomes")
     # Clinicians see the practice balance, read-only; site admins also get Buy.
-    await expect(clinician.get_by_test_id("balance")).to_have_text("Video minutes: 120 min")
+    await expect(clinician.get_by_test_id("header-balance")).to_have_text("Video minutes: 120 min")
     await expect(clinician.get_by_test_id("buy-minutes")).to_have_count(0)
     admin = await open_page(browser, live_server, contexts, errors, "admin", practice.admin.email)
     await admin.goto(live_server.at("/diary"), wait_until="domcontentloaded")
@@ -326,7 +326,7 @@ async def test_the_diary_shows_each_outcome_and_the_header_the_balance(
         browser, live_server, contexts, errors, "receptionist", practice.receptionist.email
     )
     await desk.goto(live_server.at("/diary"), wait_until="domcontentloaded")
-    await expect(desk.get_by_test_id("balance")).to_have_count(0)
+    await expect(desk.get_by_test_id("header-balance")).to_have_count(0)
     assert not errors, errors
 
 

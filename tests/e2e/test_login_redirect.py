@@ -56,6 +56,6 @@ async def test_the_minutes_dashboard_works_under_its_content_security_policy(
     response = await page.goto(live_server.at("/admin/minutes"), wait_until="domcontentloaded")
     assert response is not None
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-    await expect(page.locator("#app")).to_be_visible()
-    await expect(page.locator("#balance")).not_to_have_text("—")
+    await expect(page.get_by_role("heading", name="Video minutes", level=1)).to_be_visible()
+    await expect(page.get_by_test_id("balance")).not_to_have_text("—")
     assert violations == []
