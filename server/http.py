@@ -98,9 +98,6 @@ async def read_body(request: web.Request, body_type: type[T]) -> T:
         raise ApiError(413, "body_too_large", f"request body larger than {limit} bytes") from None
     if not raw:
         raise ApiError(400, "empty_body", "a JSON body is required")
-    if b"\\u0000" in raw:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
-        raise ApiError(400, "invalid_body", "text must not contain NUL (\\u0000) characters")
     try:
         body = msgspec.json.decode(raw, type=body_type, strict=True)
     except msgspec.ValidationError as exc:
