@@ -523,9 +523,13 @@ class EgressPort:
                 return False
             socket_transport.sendto(protected, found[1])
         else:
-            ice: Any = transport.transport
-            task = asyncio.get_running_loop().create_task(ice._send(protected))
+            connection = _private(transport.transport, "_connection")
+            if connection._nominated.get(1) is None:
+                return False  # ICE closed (consent expired) before DTLS noticed
+            # A TURN pair: aioice wraps the data in a channel message.
+            task = asyncio.get_running_loop().create_task(connection.send(protected))
             self._background.add(task)
+            task.add_done_callback(_sent_through_relay)
             task.add_done_callback(self._background.discard)
         transport._RTCDtlsTransport__tx_bytes += len(protected)
         transport._RTCDtlsTransport__tx_packets += 1
@@ -570,6 +574,15 @@ class EgressPort:
                     )
         # Receiver reports (RTT, loss stats) and NACKs (RTX): aiortc's own handling.
         await self._original_rtcp_handler(packet)
+
+
+def _sent_through_relay(task: asyncio.Task[None]) -> None:
+    # The relay may close between the check and the send: that packet is lost, like UDP.
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, ConnectionError):
+        logger.warning("sending through the TURN relay failed: %r", error)
 
 
 def _ntp_now() -> int:

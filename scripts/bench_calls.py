@@ -393,6 +393,12 @@ async def run_point(
         "rest_of_machine_cpu_pct": round(100 * (busy - server_cpu - peers_cpu) / seconds, 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "errors": [e for result in results for e in result["errors"]][:3],
+        # What the product's server itself reports to the clinician's page (both sides).
+        "quality_stats_sample": [q for r in results for q in r.get("quality_stats", [])][:4],
+        "receiver_detail": [
+            {k: r[k] for k in ("fast_datagrams", "unprotect_failures", "port_packets", "rtp_pps")}
+            for r in receivers[:4]
+        ],
     }
     if server is not None:
         figures.update(

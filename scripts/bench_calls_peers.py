@@ -281,6 +281,7 @@ class Participant:
         self.reception = Reception()
         self.error: str | None = None
         self.connections: list[RTCPeerConnection] = []
+        self.taps: list[DatagramTap] = []
         self._ports: list[IngressPort] = []
 
     def connection(self, *, send: bool, receive: bool) -> RTCPeerConnection:
@@ -311,10 +312,10 @@ class Participant:
         for port in self._ports:
             transport = port.transport
             if any(t.receiver is port.receiver for t in pc.getTransceivers()):
-                tap = taps.get(id(transport)) or taps.setdefault(
-                    id(transport), DatagramTap(transport)
-                )
-                port.fast_routes = tap.routes
+                if id(transport) not in taps:
+                    taps[id(transport)] = DatagramTap(transport)
+                    self.taps.append(taps[id(transport)])
+                port.fast_routes = taps[id(transport)].routes
 
     def snapshot(self) -> tuple[int, int, int, int]:
         """Frames and packets received so far, and video frames handed to the sender."""
@@ -754,13 +755,29 @@ async def run(args: argparse.Namespace, clip: Any, setup: dict[str, Any]) -> Non
                     if first and call.admitted_at
                     else None,
                     "keyframes": p.reception.keyframes,
+                    "fast_datagrams": sum(t.datagrams_on_fast_path for t in p.taps),
+                    "unprotect_failures": sum(t.unprotect_failures for t in p.taps),
+                    "port_packets": [port.packets_received for port in p._ports],
                     "keyframe_requests_served": p.tracks["video"].keyframe_requests,
                     "latency_video": [ms for _, ms in window["video"]],
                     "latency_audio": [ms for _, ms in window["audio"]],
                     "latency_video_second_half": [ms for t, ms in window["video"] if t >= middle],
                 }
             )
-    emit(event="RESULT", window_s=round(seconds, 2), participants=results, errors=errors[:5])
+    quality = [
+        m
+        for call in calls
+        for page in getattr(call, "pages", [])[:1]
+        for m in page.messages[-12:]
+        if m.get("type") == "quality_stats"
+    ]
+    emit(
+        event="RESULT",
+        window_s=round(seconds, 2),
+        participants=results,
+        errors=errors[:5],
+        quality_stats=quality[-8:],
+    )
     await asyncio.wait_for(
         asyncio.gather(*(call.close() for call in calls), return_exceptions=True), 20
     )
