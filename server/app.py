@@ -34,8 +34,10 @@ from server.db import create_pool
 from server.diary import api as diary_api
 from server.diary.worker import outbox_worker
 from server.http import (
+    ORPHANED_CHANGES,
     error_middleware,
     finish_changes_middleware,
+    finish_orphaned_changes,
     quiet_malformed_http_logs,
     text_input_middleware,
 )
@@ -78,6 +80,8 @@ def create_app(config: Config) -> web.Application:
         ],
     )
     app[CONFIG] = config
+    app[ORPHANED_CHANGES] = set()
+    app.on_shutdown.append(finish_orphaned_changes)
     quiet_malformed_http_logs()
     app.on_response_prepare.append(add_security_headers)
     app[KEYS] = Keys(config.redis_prefix)

@@ -167,10 +167,25 @@ async def finish_changes_middleware(request: web.Request, handler: Handler) -> w
     try:
         return await asyncio.shield(change)
     except asyncio.CancelledError:
-        # Nobody awaits it now: its outcome is retrieved so it is not reported as lost (a
-        # bug in it was logged by error_middleware, which runs inside this one).
+        # Nobody awaits it now: the node waits for it before closing its pools
+        # (``finish_orphaned_changes``); a bug in it was logged by error_middleware.
+        orphans = request.app[ORPHANED_CHANGES]
+        orphans.add(change)
+        change.add_done_callback(orphans.discard)
         change.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
+
+
+ORPHANED_CHANGES = web.AppKey("orphaned_changes", set[asyncio.Future[web.StreamResponse]])
+ORPHAN_WAIT_SECONDS = 10.0
+
+
+async def finish_orphaned_changes(app: web.Application) -> None:
+    """on_shutdown: changes whose clients left finish before the database pool closes."""
+    pending: set[asyncio.Future[web.StreamResponse]] = app[ORPHANED_CHANGES]
+    orphans = list(pending)
+    if orphans:
+        await asyncio.wait(orphans, timeout=ORPHAN_WAIT_SECONDS)
 
 
 class MalformedHttpLogFilter(logging.Filter):

@@ -24,7 +24,7 @@ _hasher = PasswordHasher()
 # so response time does not reveal which emails have accounts.
 _DUMMY_HASH = _hasher.hash("no such account")
 # Niceness of the hashing threads (and of argon2's own lane threads, which inherit it).
-HASHING_NICENESS = 19  # the lowest: idle CPU is theirs, the loop always comes first
+HASHING_NICENESS = 10  # well below the loop (~10% of a core each when it is busy)
 # Hashes running or waiting at once per node; a burst past it is answered 503 busy.
 MAX_WAITING_HASHES = 64
 
