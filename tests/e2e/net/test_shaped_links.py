@@ -23,7 +23,10 @@ from tests.e2e.net.links import Link, participant_link, requires_namespaces
 from tests.support import PracticeFixture
 
 pytest_plugins = ["tests.e2e.browser"]
-pytestmark = [pytest.mark.browser, requires_namespaces]
+# These scenarios measure what people would feel (frame rates, freezes, recovery times) over
+# shaped links with two real browsers: a machine starved of CPU by other work can miss a
+# bound once, so each gets one more try (pytest-rerunfailures); two misses in a row fail.
+pytestmark = [pytest.mark.browser, requires_namespaces, pytest.mark.flaky(reruns=1, reruns_delay=2)]
 
 
 @pytest.fixture
