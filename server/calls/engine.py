@@ -122,7 +122,7 @@ class CallEngine:
     async def place_call(self, call_id: str) -> str:
         """Placement by load: the node that will own the call about to be opened."""
         try:
-            owner = await self.nodes.least_loaded()
+            owner = await self.nodes.least_loaded(await self.store.open_calls_by_owner())
         except (redis.exceptions.RedisError, OSError):
             owner = self.node_id
         self.store.place(call_id, owner)

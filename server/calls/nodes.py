@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
@@ -87,8 +87,12 @@ class NodeRegistry:
         cpu_pct = round(100 * (cpu - last_cpu) / max(wall - last_wall, 1e-3))
         return f"{self.load()} {cpu_pct}" + (" draining" if self.draining() else "")
 
-    async def least_loaded(self) -> str:
-        """The ready node to place a new call on (this node if no other is known ready)."""
+    async def least_loaded(self, open_calls: Mapping[str, int] | None = None) -> str:
+        """The ready node to place a new call on (this node if no other is known ready).
+
+        ``open_calls``: each node's open calls from the database, when known; it wins over
+        the heartbeat's count, which lags a placement until the owner takes the room up
+        (a beat in between would otherwise undo the count and stack calls on one node)."""
         loads_key = self._keys.node_loads()
         loads = {
             _text(node): _text(load)
@@ -101,9 +105,11 @@ class NodeRegistry:
             parts = load.split()
             if node not in alive or "draining" in parts or len(parts) < 2:
                 continue
-            candidates.append((int(parts[0]), int(parts[1]), node))
+            calls = int(parts[0]) if open_calls is None else open_calls.get(node, 0)
+            candidates.append((calls, int(parts[1]), node))
         if self.node_id not in {node for *_, node in candidates} and not self.draining():
-            candidates.append((self.load(), 0, self.node_id))
+            own = self.load() if open_calls is None else open_calls.get(self.node_id, 0)
+            candidates.append((own, 0, self.node_id))
         if not candidates:
             return self.node_id
         calls, cpu, chosen = min(candidates)

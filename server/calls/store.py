@@ -67,6 +67,16 @@ class PgCallStore:
     def unplace(self, call_id: str) -> None:
         self._placed.pop(call_id, None)
 
+    async def open_calls_by_owner(self) -> dict[str, int]:
+        """Open calls (waiting room or in progress) per owner node, from their rows: the
+        placement count every node agrees on, unlike heartbeats that lag a placement."""
+        rows = await self._pool.fetch(
+            """SELECT owner_node, count(*) AS calls FROM calls
+               WHERE state IN ('waiting_room_open', 'in_progress') AND owner_node IS NOT NULL
+               GROUP BY owner_node"""
+        )
+        return {str(row["owner_node"]): int(row["calls"]) for row in rows}
+
     @property
     def node_id(self) -> str:
         return self._ownership.node_id
