@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from aiohttp import web
@@ -34,6 +34,26 @@ MAX_BACKOFF_SECONDS = 3600.0
 BATCH_SIZE = 20
 STOP_TIMEOUT_SECONDS = 10.0
 DEAD_LINK_REASON = "not sent: its video link is no longer active"
+
+
+async def poll_until_stopped(
+    name: str, one_pass: Callable[[], Awaitable[int]], stopping: asyncio.Event, poll_seconds: float
+) -> None:
+    """Run ``one_pass`` until ``stopping`` is set: a full batch goes again at once, a short
+    one waits ``poll_seconds``; a database outage only delays the work (the outbox's and
+    the webhook deliveries' workers)."""
+    while not stopping.is_set():
+        try:
+            handled = await one_pass()
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.warning("%s: database unavailable (%s); will retry", name, exc)
+            handled = 0
+        except Exception:  # keep the node's only sender alive; the next pass retries
+            log.exception("%s: unexpected error", name)
+            handled = 0
+        if handled < BATCH_SIZE:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), poll_seconds)
 
 
 def backoff_seconds(settings: OutboxConfig, attempts: int) -> float:
@@ -79,18 +99,9 @@ class OutboxWorker:
 
     async def run(self) -> None:
         """Send due messages until ``stop()``; a database outage only delays them."""
-        while not self._stopping.is_set():
-            try:
-                handled = await self.send_due()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                log.warning("outbox worker: database unavailable (%s); will retry", exc)
-                handled = 0
-            except Exception:  # keep the node's only sender alive; the next pass retries
-                log.exception("outbox worker: unexpected error")
-                handled = 0
-            if handled < BATCH_SIZE:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._settings.poll_seconds)
+        await poll_until_stopped(
+            "outbox worker", self.send_due, self._stopping, self._settings.poll_seconds
+        )
 
     async def send_due(self) -> int:
         """One pass: claim a batch of due messages and deliver them. Returns how many."""

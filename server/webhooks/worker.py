@@ -10,7 +10,6 @@ followed (a receiver that moved must be reconfigured, not guessed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,12 @@ from aiohttp import web
 
 from server.appkeys import CONFIG, DB
 from server.config import OutboxConfig
-from server.diary.worker import BATCH_SIZE, STOP_TIMEOUT_SECONDS, backoff_seconds
+from server.diary.worker import (
+    BATCH_SIZE,
+    STOP_TIMEOUT_SECONDS,
+    backoff_seconds,
+    poll_until_stopped,
+)
 from server.webhooks import store
 from server.webhooks.events import event_body, message_id
 from server.webhooks.signing import endpoint_secret, signed_headers
@@ -52,18 +56,9 @@ class WebhookWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                handled = await self.deliver_due()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-                log.warning("webhook worker: database unavailable (%s); will retry", exc)
-                handled = 0
-            except Exception:  # keep the node's only webhook sender alive
-                log.exception("webhook worker: unexpected error")
-                handled = 0
-            if handled < BATCH_SIZE:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._settings.poll_seconds)
+        await poll_until_stopped(
+            "webhook worker", self.deliver_due, self._stopping, self._settings.poll_seconds
+        )
 
     async def close(self) -> None:
         if self._session is not None:
