@@ -23,7 +23,14 @@ from server.http import ApiError, json_response, not_found, parse_uuid, read_bod
 # Not blank: at least one character that is not white space.
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[0-9+() \-]+$")]
-Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+# One "@", no spaces or control characters, and a domain of name characters: not the
+# bracketed or quoted forms mail libraries parse differently (or fail on).
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f\[\]()<>,;:\\\"]+$"
+    ),
+]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
 RoleName = Literal["site_admin", "clinician", "receptionist"]
 Roles = Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=3)]

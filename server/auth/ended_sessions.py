@@ -22,6 +22,7 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from server.background import stop_tasks
 from server.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,7 @@ class OpenSessions:
         try:
             yield
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await stop_tasks([listener])
 
     async def listen(self) -> None:
         """Runs for the node's life: subscribe, re-check, close what each message ends."""

@@ -35,6 +35,7 @@ import redis.exceptions
 from aiohttp import web
 
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS
+from server.background import stop_tasks
 from server.calls.directory import CallDirectory
 from server.calls.hub import CLOSE_NODE_STOPPING, SocketHub
 from server.calls.media_control import ServerMediaLegs, ice_settings_for
@@ -361,11 +362,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
             finally:
                 engine.stopping = True
                 nodes.stop()
-                for task in background:
-                    task.cancel()
-                for task in background:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await stop_tasks(background)
                 await hub.close_all(CLOSE_NODE_STOPPING, "server restarting: reconnect")
                 await media.close()
                 for update in list(liveness_updates):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from email import errors as email_errors
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Protocol
@@ -46,7 +47,12 @@ class SmtpEmailSender:
     async def send_email(self, message_id: uuid.UUID, to: str, subject: str, body: str) -> None:
         email = EmailMessage()
         email["From"] = self._smtp.sender
-        email["To"] = to
+        try:
+            email["To"] = to
+        except (ValueError, email_errors.HeaderParseError, AttributeError, IndexError) as exc:
+            # The standard library's address parser fails on some malformed addresses
+            # ("x@[") with AttributeError or IndexError rather than a parse error.
+            raise ValueError(f"no email can be sent to {to!r}") from exc
         email["Subject"] = subject
         email["Date"] = formatdate(localtime=False, usegmt=True)
         # The outbox row id: a repeat after a crash between send and record is recognisable.

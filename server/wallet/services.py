@@ -6,13 +6,13 @@ Kept here rather than in ``server/appkeys.py`` because only wallet code reads it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from server.appkeys import CONFIG, DB
+from server.background import stop_tasks
 from server.wallet.checkout import WalletServices, run_reconciler
 from server.wallet.payments import build_providers
 
@@ -41,6 +41,4 @@ async def wallet_context(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             if sweep is not None:
-                sweep.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweep
+                await stop_tasks([sweep])

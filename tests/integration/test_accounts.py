@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
-from server.config import Config
+from server.config import Config, SmtpConfig
+from server.diary.delivery import SmtpEmailSender
 from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
 from tests.support import ApiClient, PracticeFixture, login, login_as
 
@@ -83,6 +85,30 @@ async def test_invitations_are_for_site_admins_and_new_addresses_only(
     assert (await client.post("/api/users/invite", json=taken, headers=headers)).status == 409
     bad = await client.post("/api/users/invite", json={**invite, "roles": []}, headers=headers)
     assert bad.status == 400
+
+
+@pytest.mark.parametrize("address", ["x@[", "a@b]", "a@(b)", "a\x01b@example.test", "a@b,c"])
+async def test_an_address_no_mail_can_go_to_is_a_400_and_creates_no_user(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, address: str
+) -> None:
+    # "x@[" once reached the mail library, whose address parser raised AttributeError: a 500.
+    invite = {"email": address, "name": "Odd", "roles": ["clinician"]}
+    response = await client.post(
+        "/api/users/invite", json=invite, headers=await login_as(client, practice, "site_admin")
+    )
+    assert response.status == 400, await response.text()
+    assert await db.fetchval("SELECT count(*) FROM users WHERE email = $1", address) == 0
+
+
+async def test_the_mail_sender_refuses_an_address_its_library_cannot_parse(
+    smtp_server: SmtpServer,
+) -> None:
+    sender = SmtpEmailSender(
+        SmtpConfig(host=smtp_server.host, port=smtp_server.port, sender="p@example.test"), 5.0
+    )
+    with pytest.raises(ValueError, match="no email can be sent"):
+        await sender.send_email(uuid.uuid4(), "x@[", "Subject", "Body")
+    assert smtp_server.received == []
 
 
 async def test_no_email_no_invitation(
