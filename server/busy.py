@@ -100,6 +100,13 @@ async def busy_middleware(request: web.Request, handler: Handler) -> web.StreamR
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             retry_after_seconds=RETRY_AFTER_SECONDS,
         ) from None
+    except asyncpg.InterfaceError as exc:
+        if not _pool_closed(exc):
+            raise
+        # The node is stopping (its pool closed under a request still in flight): nothing
+        # was done, and another node (or this one restarted) can answer the retry.
+        _log_refusal(request, "the node is stopping (database pool closed)")
+        raise _unavailable("database") from None
     except _DATABASE_UNAVAILABLE as exc:
         _log_refusal(request, f"database unavailable ({type(exc).__name__})")
         raise _unavailable("database") from None
@@ -109,6 +116,12 @@ async def busy_middleware(request: web.Request, handler: Handler) -> web.StreamR
         # addresses); Redis's are wrapped above, so an OSError here is the database's.
         _log_refusal(request, f"database unreachable ({type(exc).__name__}: {exc})")
         raise _unavailable("database") from None
+
+
+def _pool_closed(exc: asyncpg.InterfaceError) -> bool:
+    # asyncpg says so only in the message ("pool is closing" / "pool is closed"); any other
+    # InterfaceError is a misuse of a connection, a bug that must stay a logged 500.
+    return str(exc).startswith(("pool is closing", "pool is closed"))
 
 
 def _log_refusal(request: web.Request, why: str) -> None:

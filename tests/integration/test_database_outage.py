@@ -19,6 +19,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from server.app import create_app
+from server.appkeys import DB
 from server.config import Config
 from tests.calls_fixtures import book_video, client_call_token, fund
 from tests.support import ApiClient, PracticeFixture, login
@@ -125,3 +126,23 @@ async def test_database_down_is_503_on_every_route_and_socket_then_recovers(
         await asyncio.sleep(0.05)
     joined = await client.post(f"/api/links/{booked.link_token}/join", json={})
     assert joined.status == 200, await joined.text()
+
+
+async def test_a_request_meeting_the_closed_pool_of_a_stopping_node_is_503(
+    config: Config, practice: PracticeFixture, aiohttp_client: AiohttpClient
+) -> None:
+    # R-A2: a node stopping under a request in flight (its pool closed) once answered the
+    # login a 500 ("pool is closed"); nothing was done, so it is 503 and the browser retries.
+    app = create_app(config)
+    client: ApiClient = await aiohttp_client(app)
+    staff = await login(client, practice.clinician.email)
+    await app[DB].close()
+    answers = [
+        await client.post(
+            "/api/login", json={"email": practice.clinician.email, "password": "x" * 12}
+        ),
+        await client.get("/api/appointments", headers=staff),
+    ]
+    for answer in answers:
+        assert answer.status == 503, (answer.url, answer.status, await answer.text())
+        assert (await answer.json())["error"]["code"] == "unavailable"
