@@ -51,7 +51,7 @@ from bench_calls_peers import encode_clip, save_clip
 
 PEERS = Path(__file__).resolve().parent / "bench_calls_peers.py"
 PEER_CALLS_PER_PROCESS = 5
-SECRET = secrets.token_urlsafe(32)
+SECRET = secrets.token_urlsafe(32)  # may start with "-": passed as --secret-key=...
 PASSWORD = "bench-password-1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 JANUS_PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -202,7 +202,7 @@ def start_product(folder: Path, services: Any, public_url: str, port: int) -> Se
     log_path = folder / "videoconsult.log"
     argv = [
         "serve", "--database-url", services.database_url, "--redis-url", services.redis_url,
-        "--secret-key", SECRET, "--public-url", public_url, "--host", "127.0.0.1",
+        f"--secret-key={SECRET}", "--public-url", public_url, "--host", "127.0.0.1",
         "--port", str(port), "--email-provider", "log",
     ]  # fmt: skip
     with log_path.open("wb") as out:
