@@ -20,6 +20,8 @@ level, on ports attached to a leg's transceivers:
   reports are built from, and intercepts keyframe requests (PLI/FIR) and bandwidth
   estimates (REMB) to pass upstream.
 - `EgressTrack` keeps the sender's own loop idle.
+- `keep_consent` replaces aioice's consent-freshness check on a leg's ICE connection by
+  one that accepts late answers (see `consent`).
 
 `check_aiortc_internals()` checks every private name used here on a live object, and
 `TESTED_AIORTC_VERSIONS` pins the versions this was tested with.
@@ -35,6 +37,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiortc
+from aioice import stun
+from aioice.ice import Connection as IceConnection
 from aioice.ice import StunProtocol
 from aiortc import (
     RTCPeerConnection,
@@ -66,6 +70,7 @@ from aiortc.rtp import (
 )
 from pylibsrtp import Error as SrtpError
 
+from media.consent import ConsentClock, ConsentTiming
 from media.fastpath import (
     PacketHistory,
     has_csrcs,
@@ -346,6 +351,7 @@ class DatagramTap:
         _private(transport, "_rx_srtp")
         _private(transport, "_RTCDtlsTransport__rx_bytes")
         setattr(connection, "data_received", self._on_datagram)  # noqa: B010
+        keep_consent(connection, ConsentTiming())
         # aioice first tries to parse every datagram as STUN: skip that for SRTP/SRTCP
         # (first byte 128-191, RFC 7983) on our plain UDP sockets; TURN relays still
         # come through `data_received` above.
@@ -386,6 +392,65 @@ class DatagramTap:
                     port.receive_plain(plain)
                     return
         self._queue_datagram(data, component)
+
+
+def keep_consent(connection: IceConnection, timing: ConsentTiming) -> ConsentClock:
+    """Replace aioice's consent check on `connection` (RFC 7675, late answers accepted).
+
+    aioice starts `connection.query_consent()` as a task once ICE completes and cancels that
+    task on close, so the replacement is an instance attribute of the same name; if ICE has
+    already completed, the running check is swapped at once.
+    """
+    clock = ConsentClock(timing, time.monotonic())
+    nominated: dict[int, Any] = _private(connection, "_nominated")
+    build_request: Callable[..., stun.Message] = _private(connection, "build_request")
+    checks: set[asyncio.Task[None]] = set()
+
+    async def check(pair: Any, password: str) -> None:
+        clock.checks_sent += 1
+        try:
+            await pair.protocol.request(
+                build_request(pair, nominate=False),
+                pair.remote_addr,
+                integrity_key=password.encode("utf8"),
+                retransmissions=timing.retransmissions,
+            )
+        except stun.TransactionError:
+            return  # unanswered (or refused): the clock alone decides when consent expires
+        except ConnectionError:
+            return  # the socket went away: the connection is closing
+        clock.answered(time.monotonic())
+
+    async def query_consent() -> None:
+        clock.last_answer_at = time.monotonic()  # ICE has just completed: consent is fresh
+        try:
+            while True:
+                await asyncio.sleep(timing.next_check_in())
+                password = connection.remote_password
+                for pair in list(nominated.values()):
+                    if password is not None:
+                        task = asyncio.ensure_future(check(pair, password))
+                        checks.add(task)
+                        task.add_done_callback(checks.discard)
+                if clock.expired(time.monotonic()):
+                    logger.info(
+                        "consent to send expired: no answer to %d consent checks in %.0f s",
+                        clock.checks_sent,
+                        timing.expiry_seconds,
+                    )
+                    setattr(connection, "_query_consent_task", None)  # noqa: B010
+                    await connection.close()
+                    return
+        finally:
+            for task in list(checks):
+                task.cancel()
+
+    running: asyncio.Task[None] | None = _private(connection, "_query_consent_task")
+    setattr(connection, "query_consent", query_consent)  # noqa: B010
+    if running is not None and not running.done():
+        running.cancel()
+        setattr(connection, "_query_consent_task", asyncio.ensure_future(query_consent()))  # noqa: B010
+    return clock
 
 
 # --- egress -------------------------------------------------------------------------------
@@ -711,7 +776,19 @@ async def check_aiortc_internals() -> list[str]:
             ),
             (sender.transport._rtp_header_extensions_map, ("_HeaderExtensionsMap__ids",)),
             (sender.transport.transport, ("_connection", "_send")),
-            (connection, ("_queue", "_nominated", "_protocols", "data_received")),
+            (
+                connection,
+                (
+                    "_queue",
+                    "_nominated",
+                    "_protocols",
+                    "_query_consent_task",
+                    "build_request",
+                    "data_received",
+                    "query_consent",
+                    "remote_password",
+                ),
+            ),
         ):
             for name in names:
                 if not hasattr(obj, name):
@@ -731,6 +808,8 @@ async def check_aiortc_internals() -> list[str]:
             )
         from aioice import ice
 
+        if "asyncio.create_task(self.query_consent())" not in inspect.getsource(ice.Connection):
+            problems.append("aioice Connection no longer starts self.query_consent() (consent)")
         if "self.receiver.data_received(" not in inspect.getsource(ice.StunProtocol):
             problems.append("aioice StunProtocol no longer calls Connection.data_received")
     finally:

@@ -51,7 +51,7 @@ from bench_calls_peers import encode_clip, save_clip
 
 PEERS = Path(__file__).resolve().parent / "bench_calls_peers.py"
 PEER_CALLS_PER_PROCESS = 5
-SECRET = secrets.token_urlsafe(32)
+SECRET = secrets.token_urlsafe(32)  # may start with "-": passed as --secret-key=...
 PASSWORD = "bench-password-1"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 JANUS_PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus")
@@ -113,39 +113,46 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def seed(database_url: str, public_url: str, appointments: int) -> dict[str, Any]:
-    """A funded practice, a clinician and `appointments` video appointments starting now."""
+    """A funded practice and `appointments` video appointments starting now, each with a
+    clinician of its own (a clinician holds one call at a time; one account logged in K
+    times at once is what the login throttle refuses, by design)."""
     from server import practices
     from server.diary.appointments import NewAppointments, insert_appointments
     from server.diary.links import LinkSigner, insert_links
     from server.diary.recurrence import Occurrence
     from server.wallet.ledger import adjust_balance
 
+    signer = LinkSigner(SECRET, public_url)
+    slots: list[dict[str, str]] = []
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
         practice = await practices.create_practice(pool, "Bench", phone="01632 960000")
-        email = f"bench-{uuid.uuid4().hex[:6]}@example.test"
-        clinician = await practices.create_user(
-            pool, practice.id, email, "Dr Bench", PASSWORD, ["clinician"]
-        )
         client = await practices.create_client(pool, practice.id, "Casey")
         kind = await practices.create_appointment_type(pool, practice.id, "Video", 50, True)
         await adjust_balance(pool, practice.id, 10**9, "bench")
-        ids = [uuid.uuid4() for _ in range(appointments)]
-        links = [uuid.uuid4() for _ in ids]
         start = datetime.now(UTC)
-        new = NewAppointments(practice.id, clinician.id, client.id, kind.id, None, None)
-        occurrences = [Occurrence(1, start, start + timedelta(minutes=50)) for _ in ids]
-        async with pool.acquire() as conn, conn.transaction():
-            await insert_appointments(conn, new, ids, occurrences)
-            await insert_links(conn, practice.id, links, ids)
+        run = uuid.uuid4().hex[:6]
+        for number in range(appointments):
+            email = f"bench-{run}-{number}@example.test"
+            clinician = await practices.create_user(
+                pool, practice.id, email, f"Dr Bench {number}", PASSWORD, ["clinician"]
+            )
+            appointment, link = uuid.uuid4(), uuid.uuid4()
+            new = NewAppointments(practice.id, clinician.id, client.id, kind.id, None, None)
+            async with pool.acquire() as conn, conn.transaction():
+                occurrence = Occurrence(1, start, start + timedelta(minutes=50))
+                await insert_appointments(conn, new, [appointment], [occurrence])
+                await insert_links(conn, practice.id, [link], [appointment])
+            slots.append(
+                {
+                    "appointment_id": str(appointment),
+                    "link_token": signer.token(link),
+                    "email": email,
+                }
+            )
     finally:
         await pool.close()
-    signer = LinkSigner(SECRET, public_url)
-    slots = [
-        {"appointment_id": str(a), "link_token": signer.token(link)}
-        for a, link in zip(ids, links, strict=True)
-    ]
-    return {"email": email, "password": PASSWORD, "slots": slots}
+    return {"password": PASSWORD, "slots": slots}
 
 
 def serve_on_loopback(argv: list[str]) -> int:
@@ -195,7 +202,7 @@ def start_product(folder: Path, services: Any, public_url: str, port: int) -> Se
     log_path = folder / "videoconsult.log"
     argv = [
         "serve", "--database-url", services.database_url, "--redis-url", services.redis_url,
-        "--secret-key", SECRET, "--public-url", public_url, "--host", "127.0.0.1",
+        f"--secret-key={SECRET}", "--public-url", public_url, "--host", "127.0.0.1",
         "--port", str(port), "--email-provider", "log",
     ]  # fmt: skip
     with log_path.open("wb") as out:

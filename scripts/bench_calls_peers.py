@@ -420,11 +420,16 @@ class ProductCall:
         staff_http, client_http = aiohttp.ClientSession(), aiohttp.ClientSession()
         doc, client = ProductPage(self.clinician, staff_http), ProductPage(self.client, client_http)
         self.pages = [doc, client]
-        login = {"email": self.credentials["email"], "password": self.credentials["password"]}
-        async with staff_http.post(f"{self.base}/api/login", json=login) as answer:
-            body = await answer.json()
-            if answer.status != 200:
-                raise RuntimeError(f"login: {answer.status} {body}")
+        login = {"email": self.slot["email"], "password": self.credentials["password"]}
+        for attempt in range(5):
+            async with staff_http.post(f"{self.base}/api/login", json=login) as answer:
+                body = await answer.json()
+                if answer.status == 200:
+                    break
+                # 503 busy (every hashing slot taken): come back when the server says so.
+                if answer.status != 503 or attempt == 4:
+                    raise RuntimeError(f"login: {answer.status} {body}")
+                await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
         staff = {"Authorization": f"Bearer {body['token']}"}
         start_url = f"{self.base}/api/appointments/{self.slot['appointment_id']}/video/start"
         async with staff_http.post(start_url, json={}, headers=staff) as answer:

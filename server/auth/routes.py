@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import msgspec
@@ -46,7 +47,11 @@ async def login(request: web.Request) -> web.Response:
         )
     record = await practices.login_record(request.app[DB], email)
     password_hash = record["password_hash"] if record else None
-    verified = await request.app[PASSWORDS].verify(password_hash, body.password)
+    try:
+        verified = await request.app[PASSWORDS].verify(password_hash, body.password)
+    except BaseException:  # 503 busy or cancelled: no verdict, so no failure counted
+        await asyncio.shield(throttle.give_back(email, address))
+        raise
     if not verified or record is None or not record["active"]:
         raise ApiError(401, "bad_credentials", "wrong email or password")
     await throttle.release(email, address)

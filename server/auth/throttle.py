@@ -13,6 +13,8 @@ passwords used to be verified in full against a limit of 5):
 
 A reservation is a counted failure unless the login succeeds (``release``): then the
 account's failures are forgotten, as they were before, and the address gets its attempt back.
+An attempt that never reached a verdict (503 busy: no hashing slot; the request cancelled)
+is no failure either: ``give_back`` undoes that one reservation and nothing else.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ return {1, 0}
 _RELEASE = """
 redis.call('DEL', KEYS[1], KEYS[3])
 if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+return 1
+"""
+
+# KEYS: pair, address, account. Undoes one reservation: each counter one down, never below 0.
+_GIVE_BACK = """
+for i = 1, 3 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
 return 1
 """
 
@@ -83,3 +93,7 @@ class LoginThrottle:
     async def release(self, email: str, address: str) -> None:
         """The login succeeded: its attempt was no failure, and the account starts afresh."""
         await self.redis.eval(_RELEASE, 3, *self._keys(email, address)[:3])
+
+    async def give_back(self, email: str, address: str) -> None:
+        """The attempt got no verdict (busy, cancelled): it counts as no failure."""
+        await self.redis.eval(_GIVE_BACK, 3, *self._keys(email, address)[:3])

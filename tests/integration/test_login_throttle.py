@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from server.app import create_app
+from server.appkeys import PASSWORDS
 from server.config import Config
 from tests.support import PASSWORD, ApiClient, PracticeFixture, login
 
@@ -98,3 +102,31 @@ async def test_changing_a_password_ends_the_old_sessions(
     assert (await client.get("/api/me", headers=clinician)).status == 401
     await login(client, practice.clinician.email, "a-brand-new-password")
     assert (await client.get("/api/me", headers=admin)).status == 200
+
+
+async def test_a_login_answered_busy_is_not_counted_as_a_failure(
+    practice: PracticeFixture, config: Config, aiohttp_client: AiohttpClient
+) -> None:
+    # aiohttp_client last: its server stops before the test's database is dropped.
+    app = create_app(replace(config, pool_wait_seconds=0.1))
+    busy_client: ApiClient = await aiohttp_client(app)
+    email = practice.clinician.email
+    # Every hashing slot taken by a verification that runs for about a second (argon2 with a
+    # high time cost); the queued ones are cancelled below before they run.
+    slow = "$argon2id$v=19$m=65536,t=30,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
+    fillers = [asyncio.ensure_future(app[PASSWORDS].verify(slow, "x")) for _ in range(64)]
+    await asyncio.sleep(0.05)
+    try:
+        statuses = await asyncio.gather(*(_attempt(busy_client, email, PASSWORD) for _ in range(3)))
+    finally:
+        for filler in fillers:
+            filler.cancel()
+        await asyncio.gather(*fillers, return_exceptions=True)
+    assert statuses == [503] * 3
+    # No verdict, no failure: the whole allowance of wrong passwords is still there...
+    allowance = config.login_failures_per_account
+    assert [await _attempt(busy_client, email, "wrong") for _ in range(allowance)] == [
+        401
+    ] * allowance
+    # ...and then the limit holds as before.
+    assert await _attempt(busy_client, email, "wrong") == 429
