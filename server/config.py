@@ -223,8 +223,11 @@ class CallsConfig:
 
     # A node renews its heartbeat key this often; the key lives node_ttl_seconds, so a node
     # that stops (crash, kill -9) is known dead, and its calls taken over, within that time.
+    # The defaults give media back within 5 s of a kill -9 (README, Performance), while a
+    # live node is judged dead only after 2.5 s without one renewal (five missed in a row:
+    # its event loop stalled, or Redis out of reach); a renewal is one Redis round trip.
     heartbeat_seconds: float = setting(
-        3.0,
+        0.5,
         env="CALL_HEARTBEAT_SECONDS",
         help="how often a node renews its heartbeat (calls are taken over from nodes whose "
         "heartbeat lapses)",
@@ -232,7 +235,7 @@ class CallsConfig:
         maximum=60,
     )
     node_ttl_seconds: float = setting(
-        10.0,
+        2.5,
         env="CALL_NODE_TTL_SECONDS",
         help="how long a node's heartbeat lasts without renewal (at least twice "
         "CALL_HEARTBEAT_SECONDS)",
