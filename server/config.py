@@ -456,7 +456,7 @@ class Config:
     port: int = setting(8080, env="PORT", help="port to listen on", minimum=0, maximum=65535)
     # Media forwarding is bound by one event-loop thread: one node process per core.
     workers: int = setting(
-        1,
+        0,
         env="WORKERS",
         help="node processes 'serve' starts, sharing the port (SO_REUSEPORT); 0: one per core",
         minimum=0,

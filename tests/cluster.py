@@ -242,7 +242,9 @@ async def _keep_output(node: Node) -> None:
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env["WORKERS"] = "1"  # each node one process (the default is one per core)
+    return env
 
 
 @contextlib.asynccontextmanager
