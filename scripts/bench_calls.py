@@ -203,7 +203,7 @@ def start_product(folder: Path, services: Any, public_url: str, port: int) -> Se
     argv = [
         "serve", "--database-url", services.database_url, "--redis-url", services.redis_url,
         f"--secret-key={SECRET}", "--public-url", public_url, "--host", "127.0.0.1",
-        "--port", str(port), "--email-provider", "log",
+        "--port", str(port), "--email-provider", "log", "--workers", "1",
     ]  # fmt: skip
     with log_path.open("wb") as out:
         process = subprocess.Popen(

@@ -517,7 +517,7 @@ class Server:
             "--database-url", self._services.database_url,
             "--redis-url", self._services.redis_url,
             "--secret-key", SECRET, "--public-url", PUBLIC_URL, "--port", "0",
-            "--log-format", "json", env=env, preexec_fn=child_setup,
+            "--log-format", "json", "--workers", "1", env=env, preexec_fn=child_setup,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert self._proc.stdout is not None

@@ -20,11 +20,13 @@ from server.appkeys import (
     OPEN_SESSIONS,
     PASSWORDS,
     REDIS,
+    SESSION_ENDS,
     TOKENS,
     NodeHealth,
 )
 from server.auth.ended_sessions import OpenSessions
 from server.auth.passwords import MAX_WAITING_HASHES, PasswordWorkers, hashing_threads
+from server.auth.revocations import SessionEnds
 from server.auth.tokens import TokenIssuer
 from server.busy import busy_middleware, redis_client
 from server.calls import api as calls_api
@@ -109,7 +111,9 @@ async def _open_sessions(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     assert config.redis_url
     subscriber = aioredis.Redis.from_url(config.redis_url, socket_connect_timeout=2.0)
-    sessions = OpenSessions(app[REDIS], subscriber, app[KEYS])
+    ends = SessionEnds(app[DB], app[REDIS], app[KEYS])
+    app[SESSION_ENDS] = ends
+    sessions = OpenSessions(ends, subscriber)
     app[OPEN_SESSIONS] = sessions
     try:
         async with sessions.listening():

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from server.auth.ended_sessions import OpenSessions
 from server.auth.passwords import PasswordWorkers
+from server.auth.revocations import SessionEnds
 from server.auth.tokens import TokenIssuer
 from server.config import Config
 from server.keys import Keys
@@ -33,3 +34,4 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 PASSWORDS = web.AppKey("passwords", PasswordWorkers)
 OPEN_SESSIONS = web.AppKey("open_sessions", OpenSessions)
+SESSION_ENDS = web.AppKey("session_ends", SessionEnds)

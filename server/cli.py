@@ -27,7 +27,7 @@ from server.demo import seed_demo
 from server.embedded import EmbeddedError, EmbeddedServices
 from server.settings import effective_lines, markdown_table, setting_help
 from server.wallet.cli import check_ledger
-from server.workers import serve_workers
+from server.workers import serve_workers, worker_count
 
 log = logging.getLogger("videoconsult")
 
@@ -153,7 +153,7 @@ async def _serve(config: Config, *, demo: bool) -> int:
             raise ConfigError("SECRET_KEY: required (at least 32 characters)")
         assert live.database_url
         await apply_migrations(live.database_url)
-        if live.workers != 1 and not demo:
+        if worker_count(live) != 1 and not demo:
             return await serve_workers(live)
         app = create_app(live)
         # A client that goes away cancels its request, and so its query (reads); changes run

@@ -223,8 +223,11 @@ class CallsConfig:
 
     # A node renews its heartbeat key this often; the key lives node_ttl_seconds, so a node
     # that stops (crash, kill -9) is known dead, and its calls taken over, within that time.
+    # The defaults give media back within 5 s of a kill -9 (README, Performance), while a
+    # live node is judged dead only after 2.5 s without one renewal (five missed in a row:
+    # its event loop stalled, or Redis out of reach); a renewal is one Redis round trip.
     heartbeat_seconds: float = setting(
-        3.0,
+        0.5,
         env="CALL_HEARTBEAT_SECONDS",
         help="how often a node renews its heartbeat (calls are taken over from nodes whose "
         "heartbeat lapses)",
@@ -232,7 +235,7 @@ class CallsConfig:
         maximum=60,
     )
     node_ttl_seconds: float = setting(
-        10.0,
+        2.5,
         env="CALL_NODE_TTL_SECONDS",
         help="how long a node's heartbeat lasts without renewal (at least twice "
         "CALL_HEARTBEAT_SECONDS)",
@@ -453,7 +456,7 @@ class Config:
     port: int = setting(8080, env="PORT", help="port to listen on", minimum=0, maximum=65535)
     # Media forwarding is bound by one event-loop thread: one node process per core.
     workers: int = setting(
-        1,
+        0,
         env="WORKERS",
         help="node processes 'serve' starts, sharing the port (SO_REUSEPORT); 0: one per core",
         minimum=0,

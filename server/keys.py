@@ -15,12 +15,14 @@ class Keys:
     prefix: str
 
     def revoked_token(self, jti: str) -> str:
-        """Set on logout; TTL = the token's remaining lifetime."""
+        """Cache of whether a session was logged out ("ended", TTL = the token's remaining
+        lifetime; or "live", TTL a minute). PostgreSQL holds the truth (``ended_sessions``)."""
         return f"{self.prefix}revoked:{jti}"
 
     def sessions_revoked_before(self, user_id: uuid.UUID) -> str:
-        """UNIX second before which a user's sessions are refused, set when they lose access
-        (deactivated, or a role removed); TTL = the staff session lifetime."""
+        """Cache of the UNIX second before which a user's sessions are refused, set when they
+        lose access (deactivated, or a role removed); TTL = the staff session lifetime; "none"
+        (TTL a minute) when never. PostgreSQL holds the truth (``sessions_revoked_before``)."""
         return f"{self.prefix}sessions-revoked-before:{user_id}"
 
     def sessions_ended_channel(self) -> str:

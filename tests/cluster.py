@@ -106,8 +106,17 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, config: Config, workdir: Path, size: int) -> None:
+    def __init__(
+        self, config: Config, workdir: Path, size: int, *, fast_failover: bool = True
+    ) -> None:
+        """``fast_failover``: heartbeats 4x a second and a 1 s TTL, so the tests' failovers
+        are quick; False runs the nodes at the default settings (the benchmark's case)."""
         self._config = config
+        self._timing = (
+            ("--call-heartbeat-seconds", "0.25", "--call-node-ttl-seconds", "1")
+            if fast_failover
+            else ()
+        )
         self._dir = workdir
         self._size = size
         self.nodes: dict[str, Node] = {}
@@ -139,7 +148,7 @@ class Cluster:
             *("--database-url", config.database_url, "--redis-url", self.redis_url),
             *("--redis-prefix", config.redis_prefix, "--secret-key", config.secret_key),
             *("--public-url", config.public_url, "--port", str(port), "--node-id", node_id),
-            *("--call-heartbeat-seconds", "0.25", "--call-node-ttl-seconds", "1"),
+            *self._timing,
             *("--drain-seconds", "3"),
             *extra,
             env={**_clean_env(), "PYTHONUNBUFFERED": "1"},
@@ -233,17 +242,23 @@ async def _keep_output(node: Node) -> None:
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env["WORKERS"] = "1"  # each node one process (the default is one per core)
+    return env
 
 
 @contextlib.asynccontextmanager
 async def running_cluster(
-    config: Config, size: int = 3, ports: dict[str, int] | None = None
+    config: Config,
+    size: int = 3,
+    ports: dict[str, int] | None = None,
+    *,
+    fast_failover: bool = True,
 ) -> AsyncIterator[Cluster]:
     """``size`` nodes (node-1..) on a private Redis, behind nginx; all stopped after.
     ``ports``: fixed node ports (so that a restarted node is where nginx expects it)."""
     with tempfile.TemporaryDirectory(prefix="videoconsult-cluster-") as workdir:
-        cluster = Cluster(config, Path(workdir), size)
+        cluster = Cluster(config, Path(workdir), size, fast_failover=fast_failover)
         try:
             cluster.start_redis()
             await cluster.wait_for_redis()

@@ -62,6 +62,7 @@ def node_env(database_url: str, redis_url: str, redis_prefix: str) -> dict[str, 
         SECRET_KEY=TEST_SECRET,
         DRAIN_SECONDS="0",
         OUTBOX_WORKER="false",
+        WORKERS="1",  # one node per process, as the deploy kit's unit sets
     )
     return env
 

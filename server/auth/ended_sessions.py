@@ -5,7 +5,8 @@ clinician's call WebSocket and the dashboard's event stream. When a session ends
 or its user loses access (deactivated, a role removed, a new password), the node that
 decided publishes ``SessionsEnded`` on one Redis channel; every node listens and closes what
 it holds for that session or user. After (re)subscribing, a node re-checks everything it
-holds against the revocation keys, so a message missed while Redis was away is not lost.
+holds against the revocations (``SessionEnds``), so a message missed while Redis was away
+is not lost.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from server.auth.revocations import SessionEnds
 from server.background import stop_tasks
-from server.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,11 @@ _decoder = msgspec.json.Decoder(SessionsEnded)
 class OpenSessions:
     """What this node holds open per staff session, and the listener that closes it."""
 
-    def __init__(self, redis: aioredis.Redis, subscriber: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, ends: SessionEnds, subscriber: aioredis.Redis) -> None:
         """``subscriber``: a client of its own for the channel, so the listener never takes
-        one of the connections requests share (``redis``)."""
-        self._redis = redis
+        one of the connections requests share (``ends.redis``)."""
+        self._ends = ends
         self._subscriber = subscriber
-        self._keys = keys
         self._held: dict[uuid.UUID, dict[int, _Held]] = {}
         self._ids = itertools.count()
         self.subscribed = asyncio.Event()
@@ -80,7 +81,8 @@ class OpenSessions:
                 self._held.pop(user_id, None)
 
     async def publish(self, ended: SessionsEnded) -> None:
-        await self._redis.publish(self._keys.sessions_ended_channel(), msgspec.json.encode(ended))
+        channel = self._ends.keys.sessions_ended_channel()
+        await self._ends.redis.publish(channel, msgspec.json.encode(ended))
 
     async def close_ended(self, ended: SessionsEnded) -> None:
         matching = [
@@ -102,7 +104,7 @@ class OpenSessions:
 
     async def listen(self) -> None:
         """Runs for the node's life: subscribe, re-check, close what each message ends."""
-        channel = self._keys.sessions_ended_channel()
+        channel = self._ends.keys.sessions_ended_channel()
         while True:
             try:
                 async with self._subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -111,9 +113,17 @@ class OpenSessions:
                     self.subscribed.set()
                     async for message in pubsub.listen():
                         await self._handle(message.get("data"))
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                OSError,
+                # The re-check reads PostgreSQL on a cache miss: until it answers, this
+                # node keeps retrying rather than listening with an unchecked past.
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+            ):
                 self.subscribed.clear()
-                log.warning("session-end channel lost; subscribing again")
+                log.warning("session-end channel lost (or re-check failed); subscribing again")
                 await asyncio.sleep(RESUBSCRIBE_SECONDS)
 
     async def _handle(self, data: object) -> None:
@@ -130,12 +140,7 @@ class OpenSessions:
         """Close whatever was ended while this node was not listening."""
         for user_id, by_id in list(self._held.items()):
             for held in list(by_id.values()):
-                logged_out, revoked_before = await self._redis.mget(
-                    self._keys.revoked_token(held.jti), self._keys.sessions_revoked_before(user_id)
-                )
-                if logged_out is not None or (
-                    revoked_before is not None and held.issued_at < float(revoked_before)
-                ):
+                if await self._ends.refusal(user_id, held.jti, held.issued_at) is not None:
                     await _close(held)
 
 

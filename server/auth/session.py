@@ -16,7 +16,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from server.appkeys import CONFIG, KEYS, OPEN_SESSIONS, REDIS, TOKENS
+from server.appkeys import CONFIG, OPEN_SESSIONS, SESSION_ENDS, TOKENS
 from server.auth.ended_sessions import SessionsEnded
 from server.auth.tokens import InvalidToken, StaffClaims, constant_time_equal
 from server.http import ApiError
@@ -69,16 +69,11 @@ async def current_staff(request: web.Request) -> Staff:
         claims: StaffClaims = tokens.verify_staff(token.strip())
     except InvalidToken as exc:
         raise _unauthenticated(f"invalid or expired session ({exc})") from None
-    keys = request.app[KEYS]
-    # One round trip for both ways a session ends early: its own logout, and its user
-    # losing access (deactivated, or a role removed) after it was issued.
-    logged_out, revoked_before = await request.app[REDIS].mget(
-        keys.revoked_token(claims.jti), keys.sessions_revoked_before(claims.user_id)
-    )
-    if logged_out is not None:
-        raise _unauthenticated("this session has been logged out")
-    if revoked_before is not None and claims.issued_at < float(revoked_before):
-        raise _unauthenticated("this account's access has changed; log in again")
+    # Both ways a session ends early: its own logout, and its user losing access
+    # (deactivated, or a role removed) after it was issued.
+    refusal = await request.app[SESSION_ENDS].refusal(claims.user_id, claims.jti, claims.issued_at)
+    if refusal is not None:
+        raise _unauthenticated(refusal.value)
     if via_cookie and request.method not in _SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not constant_time_equal(tokens.csrf_token(claims.jti), sent):
@@ -98,20 +93,18 @@ async def current_staff(request: web.Request) -> Staff:
 async def end_sessions_of(app: web.Application, user_id: uuid.UUID) -> None:
     """Refuse every session the user holds now (they lost access); later logins work.
 
-    Kept for a session lifetime, after which every such session has expired anyway. Every
-    node closes the call sockets and event streams those sessions hold open.
+    Kept (in PostgreSQL, cached in Redis) for a session lifetime, after which every such
+    session has expired anyway. Every node closes the call sockets and event streams those
+    sessions hold open.
     """
     now = time.time()
-    await app[REDIS].set(
-        app[KEYS].sessions_revoked_before(user_id), repr(now), ex=app[CONFIG].session_ttl_seconds
-    )
+    await app[SESSION_ENDS].end_sessions_of(user_id, now, app[CONFIG].session_ttl_seconds)
     await app[OPEN_SESSIONS].publish(SessionsEnded(user_id, issued_before=now))
 
 
 async def end_session(app: web.Application, staff: Staff) -> None:
     """Logout: refuse this one session from now on, and close what it holds open."""
-    remaining = max(1, staff.expires_at - int(time.time()))
-    await app[REDIS].set(app[KEYS].revoked_token(staff.jti), b"1", ex=remaining)
+    await app[SESSION_ENDS].end_session(staff.user_id, staff.jti, staff.expires_at)
     await app[OPEN_SESSIONS].publish(SessionsEnded(staff.user_id, jti=staff.jti))
 
 

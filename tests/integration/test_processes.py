@@ -24,6 +24,7 @@ CLI = [sys.executable, "-m", "server.cli"]
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env["PYTHONUNBUFFERED"] = "1"
+    env["WORKERS"] = "1"  # one node process (the default is one per core)
     return env
 
 
