@@ -8,6 +8,7 @@ One Chromium for the session (``tests.e2e.browser``), fresh contexts per test.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from server.wallet.ledger import adjust_balance
 from tests.call_ui_fixtures import book_video_appointment
 from tests.support import PracticeFixture
 
-pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility", "tests.e2e.keyboard")
 
 from tests.e2e.accessibility import check_screen  # noqa: E402
 from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in  # noqa: E402
+from tests.e2e.keyboard import expect_focus_kept_in, tab_to  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
 pytestmark = pytest.mark.browser
@@ -328,6 +330,71 @@ async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
         ).to_be_visible()
 
 
+async def test_the_clinician_runs_the_whole_call_with_the_keyboard_alone(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    # Every flow can be done with the keyboard alone: Tab, Enter and Escape; each dialog
+    # keeps the focus while open and gives it back to its opener (R-C1, R-C7).
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    async with two_people(new_context, live_server, practice.clinician.email) as people:
+        clinician, client = people.clinician, people.client
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
+        await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
+        join = client.get_by_role("button", name="Join the waiting room")
+        await expect(join).to_be_enabled()
+        await tab_to(client, join)
+        await client.keyboard.press("Enter")
+        await expect(
+            client.get_by_role("heading", name="You are in the waiting room")
+        ).to_be_visible()
+        await expect(clinician.locator("#client-presence")).to_have_text(
+            "The client is in the waiting room."
+        )
+
+        abandon = clinician.get_by_role("button", name="Abandon")
+        await tab_to(clinician, abandon)
+        await clinician.keyboard.press("Enter")
+        abandon_dialog = clinician.get_by_role("alertdialog", name="Abandon this appointment?")
+        await expect(abandon_dialog.get_by_role("button", name="Cancel")).to_be_focused()
+        await expect_focus_kept_in(clinician, abandon_dialog)
+        await clinician.keyboard.press("Escape")
+        await expect(abandon_dialog).to_be_hidden()
+        await expect(abandon).to_be_focused()
+
+        await tab_to(
+            clinician, clinician.get_by_role("button", name="Admit client"), backwards=True
+        )
+        await clinician.keyboard.press("Enter")
+        await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+
+        hang_up = clinician.get_by_role("button", name="Hang up")
+        await tab_to(clinician, hang_up)
+        await clinician.keyboard.press("Enter")
+        dialog = clinician.get_by_role("alertdialog", name="End the call?")
+        await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+        await expect_focus_kept_in(clinician, dialog)
+        await clinician.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        await expect(hang_up).to_be_focused()
+        await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+
+        await clinician.keyboard.press("Enter")
+        await tab_to(clinician, dialog.get_by_role("button", name="End Call"), backwards=True)
+        await clinician.keyboard.press("Enter")
+        await expect(clinician.get_by_role("heading", name="Appointment has ended")).to_be_visible()
+        await expect(
+            client.get_by_role("heading", name="Your appointment has ended")
+        ).to_be_visible()
+        await tab_to(clinician, clinician.get_by_role("link", name="Back to the diary"))
+        await clinician.keyboard.press("Enter")
+        await expect(clinician).to_have_url(re.compile(r"/diary(\?|$)"))
+
+
 # --- the waiting room ----------------------------------------------------------------------
 
 
@@ -488,11 +555,20 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
     await expect(bundles).to_have_count(5)
     await expect(bundles.first).to_contain_text("300 minutes — £3.00 + VAT £0.60 = £3.60")
     await check_screen(admin, "site-admin-funds-exhausted-bundles")
-    await bundles.first.click()
+    # By keyboard: the dialog keeps the focus, Escape gives it back to the bundle's button.
+    await tab_to(admin, bundles.first)
+    await admin.keyboard.press("Enter")
     purchase = admin.get_by_role("dialog", name="Buy video minutes")
     await expect(purchase).to_contain_text("£3.60")
     await check_screen(admin, "site-admin-buy-minutes-dialog")
-    await purchase.get_by_role("button", name="Buy now").click()
+    await expect(purchase.get_by_role("button", name="Buy now")).to_be_focused()
+    await expect_focus_kept_in(admin, purchase)
+    await admin.keyboard.press("Escape")
+    await expect(purchase).to_be_hidden()
+    await expect(bundles.first).to_be_focused()
+    await admin.keyboard.press("Enter")
+    await expect(purchase.get_by_role("button", name="Buy now")).to_be_focused()
+    await admin.keyboard.press("Enter")
     await expect(admin.get_by_role("heading", name="Waiting room")).to_be_visible()
     balance = await db.fetchval(
         "SELECT balance_seconds FROM wallets WHERE practice_id = $1", practice.id
