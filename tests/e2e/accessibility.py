@@ -14,6 +14,8 @@ from typing import Any
 
 from playwright.async_api import Page
 
+from tests.e2e.browser import screenshot
+
 AXE = Path(__file__).with_name("vendor") / "axe-core" / "axe.min.js"
 BLOCKING = frozenset({"serious", "critical"})
 
@@ -45,3 +47,9 @@ async def serious_violations(page: Page, within: str | None = None) -> list[dict
 async def assert_accessible(page: Page, screen: str, within: str | None = None) -> None:
     violations = await serious_violations(page, within)
     assert not violations, f"{screen}: axe found serious or critical violations: {violations}"
+
+
+async def check_screen(page: Page, name: str, within: str | None = None) -> None:
+    """Screenshot a screen (``test-output/screenshots/NAME.png``) and check it with axe."""
+    await screenshot(page, name)
+    await assert_accessible(page, name, within)

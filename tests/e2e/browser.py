@@ -6,7 +6,8 @@ drive a browser pay for it)::
     pytest_plugins = ["tests.e2e.browser"]
 
 - ``browser`` (session): one Chromium for the whole test session (it costs ~1 s to start
-  and the machine's cores are shared).
+  and the machine's cores are shared), a UK one; ``us_browser`` a US one, for the tests
+  that compare.
 - ``live_server``: ``create_app`` on 127.0.0.1, port chosen by the OS, against the test's
   own database and Redis prefix; its ``public_url`` is its real address, so links in
   messages and summaries open on it.
@@ -21,6 +22,7 @@ Playwright's async API runs in the test session's event loop, the same loop as t
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from server.app import create_app
 from server.config import Config
@@ -100,15 +102,41 @@ def _http_url(sock: socket.socket) -> str:
 
 
 @pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+async def playwright_driver() -> AsyncIterator[Playwright]:
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+        yield playwright
+
+
+@asynccontextmanager
+async def chromium_in(playwright: Playwright, language: str) -> AsyncIterator[Browser]:
+    """Chromium whose own language is ``language``. Native date and time inputs follow the
+    browser's language (on Linux its ``LANGUAGE``; the page's locale does not change
+    them): a UK browser shows 15/12/2026 and 11:00, a US one 12/15/2026 and 11:00 AM.
+    Debian's ``chromium-l10n`` carries the en-GB resources."""
+    chromium = await playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        env={**os.environ, "LANGUAGE": language},
+    )
+    try:
+        yield chromium
+    finally:
+        await chromium.close()
+
+
+@pytest.fixture(scope="session")
+async def browser(playwright_driver: Playwright) -> AsyncIterator[Browser]:
+    """A UK browser (the product's first market)."""
+    async with chromium_in(playwright_driver, "en_GB") as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="session")
+async def us_browser(playwright_driver: Playwright) -> AsyncIterator[Browser]:
+    """A US browser, started only by the tests that ask for it."""
+    async with chromium_in(playwright_driver, "en_US") as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -25,9 +25,10 @@ from tests.call_ui_fixtures import book_video_appointment
 from tests.e2e.conftest_media import wait_for
 from tests.support import PracticeFixture
 
-pytest.register_assert_rewrite("tests.e2e.browser")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
 
-from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot  # noqa: E402
+from tests.e2e.accessibility import check_screen  # noqa: E402
+from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
 pytestmark = pytest.mark.browser
@@ -117,7 +118,7 @@ async def test_abandon_then_rebook_from_the_summary(
         waiting.get_by_role("heading", name="This call is no longer available")
     ).to_be_visible()
     await expect(waiting.locator("#ended-phone-link")).to_have_text("01632 960000")
-    await screenshot(waiting, "client-abandoned-contact-practice")
+    await check_screen(waiting, "client-abandoned-contact-practice")
 
     desk = await open_page(
         browser, live_server, contexts, errors, "receptionist", practice.receptionist.email
@@ -135,7 +136,7 @@ async def test_abandon_then_rebook_from_the_summary(
     later = (datetime.now(UTC) + timedelta(minutes=10)).astimezone(ZoneInfo("Europe/London"))
     await rebook.locator("#rebook-date").fill(later.strftime("%Y-%m-%d"))
     await rebook.locator("#rebook-time").fill(later.strftime("%H:%M"))
-    await screenshot(desk, "summary-abandoned-rebook")
+    await check_screen(desk, "summary-abandoned-rebook")
     await rebook.get_by_role("button", name="Rebook").click()
     await expect(desk).not_to_have_url(f"{live_server.url}/appointments/{booked.id}")
     await expect(desk.locator("#details")).to_contain_text("Booked")
@@ -143,7 +144,7 @@ async def test_abandon_then_rebook_from_the_summary(
     new_url = await desk.locator("#video-url").input_value()
     assert new_url.rsplit("/", 1)[1] != booked.link_path.rsplit("/", 1)[1]
     await expect(desk.locator("#comms-table")).to_contain_text("Booking confirmation")
-    await screenshot(desk, "summary-rebooked")
+    await check_screen(desk, "summary-rebooked")
 
     client = await open_page(browser, live_server, contexts, errors, "client")
     await join_waiting_room(client, live_server, "/v/" + new_url.rsplit("/", 1)[1])
@@ -315,7 +316,7 @@ async def test_the_diary_shows_each_outcome_and_the_header_the_balance(
         text = words[outcome]
         if text is not None:
             await expect(button).to_contain_text(text)
-    await screenshot(clinician, "diary-outcomes")
+    await check_screen(clinician, "diary-outcomes")
     # Clinicians see the practice balance, read-only; site admins also get Buy.
     await expect(clinician.get_by_test_id("header-balance")).to_have_text("Video minutes: 120 min")
     await expect(clinician.get_by_test_id("buy-minutes")).to_have_count(0)
@@ -356,7 +357,7 @@ async def test_closing_the_waiting_room_tells_the_client_and_keeps_the_link(
     await expect(clinician.locator("#ended-message")).to_contain_text("link still works")
     await expect(client.get_by_role("heading", name="The waiting room is closed")).to_be_visible()
     await expect(client.locator("#ended-message")).to_contain_text("Your link still works")
-    await screenshot(client, "client-waiting-room-closed")
+    await check_screen(client, "client-waiting-room-closed")
     # Later the clinician opens it again, and the same link brings the client in.
     await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
     await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()

@@ -8,6 +8,7 @@ One Chromium for the session (``tests.e2e.browser``), fresh contexts per test.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +21,11 @@ from server.wallet.ledger import adjust_balance
 from tests.call_ui_fixtures import book_video_appointment
 from tests.support import PracticeFixture
 
-pytest.register_assert_rewrite("tests.e2e.browser")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility", "tests.e2e.keyboard")
 
-from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot  # noqa: E402
+from tests.e2e.accessibility import check_screen  # noqa: E402
+from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in  # noqa: E402
+from tests.e2e.keyboard import expect_focus_kept_in, tab_to  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
 pytestmark = pytest.mark.browser
@@ -117,7 +120,7 @@ async def client_joins_waiting_room(client: Page, live_server: LiveServer, link:
     # The device check shows the camera and a moving microphone level (WebAudio meter).
     await expect_video_playing(client.locator("#preview-video"))
     await expect(client.locator("#mic-level")).not_to_have_attribute("data-level", "0")
-    await screenshot(client, "client-device-check")
+    await check_screen(client, "client-device-check")
     await client.get_by_role("button", name="Join the waiting room").click()
     await expect(client.get_by_role("heading", name="You are in the waiting room")).to_be_visible()
 
@@ -170,15 +173,15 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
             "The client has not arrived yet."
         )
         await expect(clinician.get_by_role("button", name="Admit client")).to_be_disabled()
-        await screenshot(clinician, "clinician-waiting-room-empty")
+        await check_screen(clinician, "clinician-waiting-room-empty")
         # Every clinician screen names the client and the appointment.
         context_line = clinician.get_by_test_id("call-context")
         await expect(context_line).to_contain_text("Casey Client")
         await expect(context_line).to_contain_text("Video consultation")
 
         await client_joins_waiting_room(client, live_server, booked.link_path)
-        await screenshot(client, "client-waiting-room")
-        await screenshot(clinician, "clinician-waiting-room-client-arrived")
+        await check_screen(client, "client-waiting-room")
+        await check_screen(clinician, "clinician-waiting-room-client-arrived")
         await admit(people)
 
         # Each side sees the other's video actually playing, through the server.
@@ -190,8 +193,8 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         await expect(quality).to_contain_text("Client:")
         await expect(quality).not_to_have_attribute("data-level", "unknown")
         await expect(context_line).to_contain_text("Casey Client")
-        await screenshot(clinician, "clinician-in-call")
-        await screenshot(client, "client-in-call-phone")
+        await check_screen(clinician, "clinician-in-call")
+        await check_screen(client, "client-in-call-phone")
 
         # A phone screen gets large touch targets.
         box = await client.get_by_role("button", name="Hang up").bounding_box()
@@ -200,14 +203,14 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         # R-C1 + R-C3: the client's End Call (after its own dialog) only asks.
         dialog = await hang_up_dialog(client)
         await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
-        await screenshot(client, "client-hangup-dialog")
+        await check_screen(client, "client-hangup-dialog")
         await dialog.get_by_role("button", name="End Call").click()
         await expect(client.get_by_text("Waiting for your clinician to confirm")).to_be_visible()
-        await screenshot(client, "client-waiting-for-confirmation")
+        await check_screen(client, "client-waiting-for-confirmation")
 
         prompt = clinician.get_by_role("alertdialog", name="The client wants to end the call")
         await expect(prompt).to_be_visible()
-        await screenshot(clinician, "clinician-client-wants-to-end")
+        await check_screen(clinician, "clinician-client-wants-to-end")
         await prompt.get_by_role("button", name="End Call").click()
 
         # R-C4: the ended screens; the client's carries the practice's phone number.
@@ -224,20 +227,20 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
             "No more appointments today."
         )
         await expect(clinician.get_by_role("link", name="Back to the diary")).to_be_visible()
-        await screenshot(clinician, "clinician-ended")
-        await screenshot(client, "client-ended-phone")
+        await check_screen(clinician, "clinician-ended")
+        await check_screen(client, "client-ended-phone")
 
         # R-C5, R-C6: the link is dead and the clinician's page says the appointment is over.
         await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
         await expect(
             client.get_by_role("heading", name="This call is no longer available")
         ).to_be_visible()
-        await screenshot(client, "client-link-reopened-after-end")
+        await check_screen(client, "client-link-reopened-after-end")
         await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
         await expect(
             clinician.get_by_role("heading", name="Appointment has already finished")
         ).to_be_visible()
-        await screenshot(clinician, "clinician-reopened-finished")
+        await check_screen(clinician, "clinician-reopened-finished")
 
         # The appointment's summary shows the call's audit trail: who did what, when.
         await clinician.goto(live_server.at(f"/appointments/{booked.id}"))
@@ -251,7 +254,7 @@ async def test_whole_call_ends_when_the_clinician_confirms_the_clients_end(
         await expect(clinician.locator('#audit-table tr[data-to-state="ended"]')).to_contain_text(
             "Ended the call"
         )
-        await screenshot(clinician, "summary-call-audit-trail")
+        await check_screen(clinician, "summary-call-audit-trail")
 
 
 async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
@@ -283,7 +286,7 @@ async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
         await prompt.get_by_role("button", name="Cancel").click()
         await expect(client.get_by_text("would like to carry on")).to_be_visible()
         await expect(client.get_by_text("Waiting for your clinician to confirm")).to_be_hidden()
-        await screenshot(client, "client-clinician-carries-on")
+        await check_screen(client, "client-clinician-carries-on")
         await expect(client.locator("body")).to_have_attribute("data-screen", "call")
 
         # R-C1 Refresh: a new media connection, still in the call, video flowing again.
@@ -291,6 +294,7 @@ async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
         assert old_connection
         await clinician.evaluate("window.oldPc = window.callSession.leg.pc")
         dialog = await hang_up_dialog(clinician)
+        await check_screen(clinician, "clinician-hangup-dialog")
         await dialog.get_by_role("button", name="Refresh").click()
         await expect(dialog).to_be_hidden()
         assert await clinician.evaluate("window.callSession.leg.pc !== window.oldPc")
@@ -305,7 +309,7 @@ async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
             "Connection lost. Reconnecting…"
         )
         await expect(clinician.locator("#other-away")).to_be_visible()
-        await screenshot(client, "client-reconnecting")
+        await check_screen(client, "client-reconnecting")
         await client.context.set_offline(False)
         await expect(client.locator("#connection-banner")).to_be_hidden()
         await expect(clinician.locator("#other-away")).to_be_hidden()
@@ -324,6 +328,71 @@ async def test_declined_end_refresh_and_a_network_drop_keep_the_call_going(
         await expect(
             client.get_by_role("heading", name="This call is no longer available")
         ).to_be_visible()
+
+
+async def test_the_clinician_runs_the_whole_call_with_the_keyboard_alone(
+    new_context: OpenContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+) -> None:
+    # Every flow can be done with the keyboard alone: Tab, Enter and Escape; each dialog
+    # keeps the focus while open and gives it back to its opener (R-C1, R-C7).
+    await adjust_balance(db, practice.id, 600 * 60, "test minutes")
+    booked = await book_video_appointment(db, practice, live_server.config)
+    async with two_people(new_context, live_server, practice.clinician.email) as people:
+        clinician, client = people.clinician, people.client
+        await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
+        await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
+        await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
+        join = client.get_by_role("button", name="Join the waiting room")
+        await expect(join).to_be_enabled()
+        await tab_to(client, join)
+        await client.keyboard.press("Enter")
+        await expect(
+            client.get_by_role("heading", name="You are in the waiting room")
+        ).to_be_visible()
+        await expect(clinician.locator("#client-presence")).to_have_text(
+            "The client is in the waiting room."
+        )
+
+        abandon = clinician.get_by_role("button", name="Abandon")
+        await tab_to(clinician, abandon)
+        await clinician.keyboard.press("Enter")
+        abandon_dialog = clinician.get_by_role("alertdialog", name="Abandon this appointment?")
+        await expect(abandon_dialog.get_by_role("button", name="Cancel")).to_be_focused()
+        await expect_focus_kept_in(clinician, abandon_dialog)
+        await clinician.keyboard.press("Escape")
+        await expect(abandon_dialog).to_be_hidden()
+        await expect(abandon).to_be_focused()
+
+        await tab_to(
+            clinician, clinician.get_by_role("button", name="Admit client"), backwards=True
+        )
+        await clinician.keyboard.press("Enter")
+        await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+
+        hang_up = clinician.get_by_role("button", name="Hang up")
+        await tab_to(clinician, hang_up)
+        await clinician.keyboard.press("Enter")
+        dialog = clinician.get_by_role("alertdialog", name="End the call?")
+        await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+        await expect_focus_kept_in(clinician, dialog)
+        await clinician.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        await expect(hang_up).to_be_focused()
+        await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+
+        await clinician.keyboard.press("Enter")
+        await tab_to(clinician, dialog.get_by_role("button", name="End Call"), backwards=True)
+        await clinician.keyboard.press("Enter")
+        await expect(clinician.get_by_role("heading", name="Appointment has ended")).to_be_visible()
+        await expect(
+            client.get_by_role("heading", name="Your appointment has ended")
+        ).to_be_visible()
+        await tab_to(clinician, clinician.get_by_role("link", name="Back to the diary"))
+        await clinician.keyboard.press("Enter")
+        await expect(clinician).to_have_url(re.compile(r"/diary(\?|$)"))
 
 
 # --- the waiting room ----------------------------------------------------------------------
@@ -358,7 +427,7 @@ async def test_abandon_warns_then_kills_the_link(
         await abandon.click()
         dialog = clinician.get_by_role("alertdialog", name="Abandon this appointment?")
         await expect(dialog).to_contain_text("link will stop working")
-        await screenshot(clinician, "clinician-abandon-dialog")
+        await check_screen(clinician, "clinician-abandon-dialog")
         await clinician.keyboard.press("Escape")
         await expect(dialog).to_be_hidden()
         await expect(abandon).to_be_focused()
@@ -367,10 +436,11 @@ async def test_abandon_warns_then_kills_the_link(
         await abandon.click()
         await dialog.get_by_role("button", name="Abandon").click()
         await expect(clinician.get_by_role("heading", name="Appointment abandoned")).to_be_visible()
+        await check_screen(clinician, "clinician-abandoned")
         await expect(
             client.get_by_role("heading", name="This call is no longer available")
         ).to_be_visible()
-        await screenshot(client, "client-abandoned")
+        await check_screen(client, "client-abandoned")
 
         # R-C5: re-opening the link, or the clinician's page, never opens a call again.
         await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
@@ -411,6 +481,7 @@ async def test_a_page_replaced_by_another_tab_says_so_and_lets_go_of_the_camera(
     await expect(
         first.get_by_role("heading", name="The call was opened in another window")
     ).to_be_visible()
+    await check_screen(first, "clinician-call-taken-by-another-window")
     assert set(await first.evaluate(camera_state)) == {"ended"}
     assert not errors, f"uncaught errors in the pages: {errors}"
 
@@ -437,7 +508,7 @@ async def test_device_check_explains_a_refused_camera(
     await expect(
         page.get_by_role("button", name="Join without camera or microphone")
     ).to_be_enabled()
-    await screenshot(page, "client-device-check-denied-phone")
+    await check_screen(page, "client-device-check-denied-phone")
 
 
 # --- the pre-call check (R-M7) -------------------------------------------------------------
@@ -462,7 +533,7 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
     await expect(
         clinician.get_by_role("button", name="Buy 300 minutes", exact=False)
     ).to_have_count(0)
-    await screenshot(clinician, "clinician-funds-exhausted")
+    await check_screen(clinician, "clinician-funds-exhausted")
 
     # A receptionist cannot start video at all, and is told who can.
     receptionist_context = await new_context()
@@ -483,11 +554,21 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
     bundles = admin.locator(".bundle")
     await expect(bundles).to_have_count(5)
     await expect(bundles.first).to_contain_text("300 minutes — £3.00 + VAT £0.60 = £3.60")
-    await screenshot(admin, "site-admin-funds-exhausted-bundles")
-    await bundles.first.click()
+    await check_screen(admin, "site-admin-funds-exhausted-bundles")
+    # By keyboard: the dialog keeps the focus, Escape gives it back to the bundle's button.
+    await tab_to(admin, bundles.first)
+    await admin.keyboard.press("Enter")
     purchase = admin.get_by_role("dialog", name="Buy video minutes")
     await expect(purchase).to_contain_text("£3.60")
-    await purchase.get_by_role("button", name="Buy now").click()
+    await check_screen(admin, "site-admin-buy-minutes-dialog")
+    await expect(purchase.get_by_role("button", name="Buy now")).to_be_focused()
+    await expect_focus_kept_in(admin, purchase)
+    await admin.keyboard.press("Escape")
+    await expect(purchase).to_be_hidden()
+    await expect(bundles.first).to_be_focused()
+    await admin.keyboard.press("Enter")
+    await expect(purchase.get_by_role("button", name="Buy now")).to_be_focused()
+    await admin.keyboard.press("Enter")
     await expect(admin.get_by_role("heading", name="Waiting room")).to_be_visible()
     balance = await db.fetchval(
         "SELECT balance_seconds FROM wallets WHERE practice_id = $1", practice.id
@@ -506,6 +587,6 @@ async def test_funds_exhausted_for_a_clinician_bundles_for_a_site_admin(
         "Your balance is 40 minutes, so 40 minutes are available, but this appointment is "
         "50 minutes long"
     )
-    await screenshot(clinician, "clinician-low-balance-warning")
+    await check_screen(clinician, "clinician-low-balance-warning")
     await clinician.get_by_role("button", name="Open the waiting room anyway").click()
     await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()

@@ -57,7 +57,29 @@ async def test_the_dashboard_is_reached_from_the_navigation_and_names_each_calls
     today_bar = chart.locator("rect.bar").last
     await expect(today_bar).to_have_attribute("aria-label", re.compile(r": 2 min in 1 call$"))
     await today_bar.hover()
-    await expect(page.locator("#chart-tip")).to_contain_text("2 min in 1 call")
+    tip = page.locator("#chart-tip")
+    await expect(tip).to_contain_text("2 min in 1 call")
+    await page.mouse.move(0, 0)
+    await expect(tip).to_be_hidden()
+
+    # The same tooltip by keyboard: one tab stop for the chart, the arrows go day to day.
+    await page.locator("#usage-csv").focus()
+    await page.keyboard.press("Tab")
+    await expect(today_bar).to_be_focused()
+    await expect(tip).to_be_visible()
+    await expect(tip).to_contain_text("2 min in 1 call")
+    await page.keyboard.press("ArrowLeft")
+    yesterday_bar = chart.locator("rect.bar").nth(28)
+    await expect(yesterday_bar).to_be_focused()
+    await expect(tip).to_have_text(re.compile(r"day \d+ \w+: no calls$"))
+    await page.keyboard.press("Escape")
+    await expect(tip).to_be_hidden()
+    await page.keyboard.press("End")
+    await expect(today_bar).to_be_focused()
+    await expect(tip).to_contain_text("2 min in 1 call")
+    await page.keyboard.press("Tab")  # out of the chart: the tooltip goes with the focus
+    await expect(tip).to_be_hidden()
+    await expect(today_bar).not_to_be_focused()
     await screenshot(page, "minutes-dashboard")
     await assert_accessible(page, "video minutes dashboard")
 

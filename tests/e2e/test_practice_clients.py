@@ -16,10 +16,12 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from server.config import Config, OutboxConfig
 from tests.support import PracticeFixture
 
-pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility", "tests.e2e.keyboard")
 
 from tests.e2e.accessibility import assert_accessible  # noqa: E402
 from tests.e2e.browser import DEFAULT_TIMEOUT_MS, LiveServer, log_in, screenshot  # noqa: E402
+from tests.e2e.keyboard import expect_focus_kept_in, tab_to  # noqa: E402
+from tests.e2e.native_inputs import shown_fields  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
 LONDON = ZoneInfo("Europe/London")
@@ -31,14 +33,22 @@ def config(config: Config) -> Config:
 
 
 @pytest.fixture(params=["en-GB", "en-US"])
+def browser_locale(request: pytest.FixtureRequest) -> tuple[Browser, str]:
+    """A UK browser with a UK page locale, or a US browser with a US one."""
+    chromium = request.getfixturevalue("us_browser" if request.param == "en-US" else "browser")
+    return chromium, request.param
+
+
+@pytest.fixture
 async def browser_context(
-    request: pytest.FixtureRequest, browser: Browser, live_server: LiveServer
+    browser_locale: tuple[Browser, str], live_server: LiveServer
 ) -> AsyncIterator[BrowserContext]:
     """The same flows under a UK and a US browser: the pages write the practice's dates."""
+    browser, locale = browser_locale
     context = await browser.new_context(
         base_url=live_server.url,
-        locale=request.param,
-        timezone_id="America/New_York" if request.param == "en-US" else "Europe/London",
+        locale=locale,
+        timezone_id="America/New_York" if locale == "en-US" else "Europe/London",
         viewport={"width": 1366, "height": 900},
     )
     context.set_default_timeout(DEFAULT_TIMEOUT_MS)
@@ -72,6 +82,17 @@ async def test_receptionist_adds_a_client_in_the_modal_books_and_edits_them(
     await expect(page.locator("#week")).to_have_attribute("data-loaded", monday.isoformat())
     await page.locator(f'[data-day="{monday}"] button.slot[data-time="11:00"]').click()
     modal = page.get_by_role("dialog", name="New appointment")
+    # The native date and time inputs are drawn by the browser in its own language: a UK
+    # browser shows 14/12/2026 and 11:00 (24-hour), a US one 12/14/2026 and 11:00 AM.
+    await expect(modal.get_by_label("Date", exact=True)).to_have_value(monday.isoformat())
+    await expect(modal.get_by_label("Time", exact=True)).to_have_value("11:00")
+    if locale == "en-GB":
+        assert await shown_fields(page, "#appt-date") == ["Day", "Month", "Year"]
+        assert await shown_fields(page, "#appt-time") == ["Hours", "Minutes"]
+    else:
+        assert await shown_fields(page, "#appt-date") == ["Month", "Day", "Year"]
+        assert await shown_fields(page, "#appt-time") == ["Hours", "Minutes", "AM/PM"]
+    await screenshot(page, f"modal-native-date-time-{locale}")
     await modal.get_by_role("combobox", name="Client").fill("Nadia Noor")
     await expect(modal.locator("#client-options li")).to_have_text(
         "No client matches: add them with New client."
@@ -179,6 +200,16 @@ async def test_a_client_is_added_and_booked_with_the_keyboard_alone(
     await page.keyboard.press("Enter")
     modal = page.get_by_role("dialog", name="New appointment")
     await expect(modal.get_by_role("combobox", name="Client")).to_be_focused()
+    # The dialog keeps the focus; Escape closes it and gives the focus back to the slot.
+    await expect_focus_kept_in(page, modal)
+    await expect(modal.get_by_role("combobox", name="Client")).to_be_focused()
+    await page.keyboard.press("Escape")  # the first Escape closes the list of clients
+    await expect(modal.locator("#client-options")).to_be_hidden()
+    await page.keyboard.press("Escape")
+    await expect(modal).to_be_hidden()
+    await expect(slot).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(modal.get_by_role("combobox", name="Client")).to_be_focused()
     await page.keyboard.type("Kit Keyes")
     await expect(modal.locator("#client-options")).to_be_visible()
     await page.keyboard.press("Escape")  # closes the list of matches, not the dialog
@@ -188,17 +219,22 @@ async def test_a_client_is_added_and_booked_with_the_keyboard_alone(
     await page.keyboard.press("Enter")
     adding = page.get_by_role("dialog", name="New client")
     await expect(adding.get_by_label("Name")).to_be_focused()
+    await expect_focus_kept_in(page, adding)
+    await page.keyboard.press("Escape")  # back to the appointment, nothing added
+    await expect(adding).to_be_hidden()
+    await expect(modal).to_be_visible()
+    await expect(modal.get_by_role("combobox", name="Client")).to_be_focused()
+    await tab_to(page, modal.get_by_role("button", name="New client"))
+    await page.keyboard.press("Enter")
+    await expect(adding.get_by_label("Name")).to_have_value("Kit Keyes")  # what was typed
+    await expect(adding.get_by_label("Name")).to_be_focused()
     await page.keyboard.press("Tab")
     await page.keyboard.type("kit@example.org")
     await page.keyboard.press("Enter")  # Enter in a field submits its form
     await expect(adding).to_be_hidden()
     await expect(modal.get_by_label("Type", exact=True)).to_be_focused()
     await expect(modal.get_by_role("combobox", name="Client")).to_have_value("Kit Keyes")
-    for _ in range(30):  # Tab on to Save, through whatever lies between
-        if await page.evaluate("document.activeElement.id") == "save-appointment":
-            break
-        await page.keyboard.press("Tab")
-    await expect(modal.get_by_role("button", name="Save")).to_be_focused()
+    await tab_to(page, modal.get_by_role("button", name="Save"))
     await page.keyboard.press("Enter")
     await expect(modal).to_be_hidden()
     await expect(page.locator(f'[data-day="{monday}"] .appt')).to_contain_text("Kit Keyes")

@@ -18,9 +18,10 @@ from server.diary.booking import BookingRequest
 from tests.support import PASSWORD, ApiClient, PracticeFixture, login_as
 
 # Its helpers are imported below, before pytest loads it as a plugin: rewrite it first.
-pytest.register_assert_rewrite("tests.e2e.browser")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
 
-from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
+from tests.e2e.accessibility import assert_accessible, check_screen  # noqa: E402
+from tests.e2e.browser import LiveServer, log_in  # noqa: E402
 
 # The browser fixtures (browser, live_server, browser_context, page) come from this plugin.
 pytest_plugins = ["tests.e2e.browser"]
@@ -39,7 +40,7 @@ async def test_wrong_password_shows_the_error_and_right_one_logs_in(
     await page.get_by_role("button", name="Log in").click()
     # Every message a person reads is a sentence: capital letter, full stop.
     await expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
-    await screenshot(page, "login-wrong-password")
+    await check_screen(page, "login-wrong-password")
 
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Log in").click()
@@ -71,6 +72,7 @@ async def test_clinician_cannot_reach_the_users_page(
     # ... settings are shown but cannot be changed ...
     await expect(page.get_by_text("only a site admin can change them")).to_be_visible()
     await expect(page.get_by_role("button", name="Save organisation")).to_be_hidden()
+    await assert_accessible(page, "settings (clinician)")
 
     # ... and refuses the page itself with a 403 page.
     response = await page.goto(live_server.at("/settings/users"), wait_until="domcontentloaded")
@@ -79,7 +81,7 @@ async def test_clinician_cannot_reach_the_users_page(
         "Only a site admin can manage users and roles."
     )
     await expect(page.locator("#users-table")).to_have_count(0)
-    await screenshot(page, "users-page-refused-to-clinician")
+    await check_screen(page, "users-page-refused-to-clinician")
 
 
 @pytest.mark.browser
@@ -106,7 +108,7 @@ async def test_site_admin_changes_the_practice_phone(
     await page.get_by_role("button", name="Save organisation").click()
     await expect(page.locator("#practice-form [data-status]")).to_have_text("Organisation saved.")
     await expect(phone).not_to_have_attribute("aria-invalid", "true")
-    await screenshot(page, "settings-saved-by-admin")
+    await check_screen(page, "settings-saved-by-admin")
     # A refusal after a save: the earlier "saved" no longer stands beside it.
     await phone.fill("call reception")
     await page.get_by_role("button", name="Save organisation").click()
@@ -190,7 +192,7 @@ async def test_receptionist_books_a_weekly_video_series_through_the_modal(
     await expect(dialog.locator("#preview-summary")).to_have_text(
         "1 of 4 dates clash with the clinician's diary."
     )
-    await screenshot(page, "diary-modal-recurrence-preview")
+    await check_screen(page, "diary-modal-recurrence-preview")
 
     # Save as it is: refused, nothing booked, the reason shown in the modal.
     await dialog.get_by_role("button", name="Save").click()
@@ -216,7 +218,7 @@ async def test_receptionist_books_a_weekly_video_series_through_the_modal(
         await expect(day.locator(".appt")).to_have_count(1)
         expected = "10:30–11:20" if week == 2 else "10:00–10:50"
         await expect(day.locator(".appt")).to_contain_text(f"{expected} Casey Client")
-    await screenshot(page, "diary-week-with-series")
+    await check_screen(page, "diary-week-with-series")
 
     # The existing appointment opens the same modal with the eye icon. Only the
     # appointment's clinician may start the call: a receptionist is not offered Switch to
@@ -232,7 +234,7 @@ async def test_receptionist_books_a_weekly_video_series_through_the_modal(
     await expect(existing.get_by_role("button", name="Switch to Video")).to_be_hidden()
     await expect(existing.get_by_test_id("appointment-outcome")).to_have_text("Booked")
     await expect(existing.get_by_role("link", name="Open the appointment summary")).to_be_focused()
-    await screenshot(page, "diary-modal-existing-receptionist")
+    await check_screen(page, "diary-modal-existing-receptionist")
     await existing.get_by_role("link", name="Open the appointment summary").click()
     await expect(page).to_have_url(live_server.at(f"/appointments/{booked[0]['id']}"))
 
@@ -257,7 +259,7 @@ async def test_receptionist_books_a_weekly_video_series_through_the_modal(
         await expect(confirmation).to_have_count(2)
         for message in await confirmation.all():
             await expect(message).to_contain_text(urls[0])
-        await screenshot(page, f"summary-series-session-{position + 1}")
+        await check_screen(page, f"summary-series-session-{position + 1}")
     assert len(set(urls)) == 3
     assert clash.booked[0].appointment_id not in {row["id"] for row in booked}
 
@@ -301,7 +303,7 @@ async def test_site_admin_edits_a_template_with_live_preview_and_sees_users(
     await expect(
         page.get_by_role("button", name="Recurring video appointments booked · Email (edited)")
     ).to_be_visible()
-    await screenshot(page, "templates-edited-with-preview")
+    await check_screen(page, "templates-edited-with-preview")
 
     listed = await browser_context.request.get(live_server.at("/api/message-templates"))
     saved = [
@@ -323,10 +325,10 @@ async def test_site_admin_edits_a_template_with_live_preview_and_sees_users(
     await expect(page.locator(f'tr[data-user-id="{practice.clinician.id}"]')).to_contain_text(
         "Dr Cole"
     )
-    await screenshot(page, "users-and-roles")
+    await check_screen(page, "users-and-roles")
     await nav.get_by_role("link", name="Diary").click()
     await expect(page.locator("#week")).to_have_attribute("data-loaded", re.compile(r"\d{4}-"))
-    await screenshot(page, "diary-this-week")
+    await check_screen(page, "diary-this-week")
 
 
 # --- the server's decisions, without a browser --------------------------------------------

@@ -4,6 +4,7 @@
 // refuses; showError() puts its sentence next to that field.
 import { post, submitting } from "./api.js";
 import { el, formatDay, parseDay } from "./shell.js";
+import { openModal } from "./modal-dialog.js";
 
 let serial = 0;
 
@@ -119,7 +120,7 @@ export function askNewClient(name = "") {
         dialog.close();
       }
     });
-    dialog.showModal();
+    openModal(dialog);
     form.elements.name.focus();
   });
 }

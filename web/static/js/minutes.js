@@ -204,7 +204,8 @@ export function drawChart(days, svg = $("usage-chart")) {
   svg.parentElement.append(tip);
   days.forEach((day, index) => {
     const barHeight = (minutes[index] / max) * plotHeight;
-    const words = `${dayLabel(day.day, { weekday: "long", day: "numeric", month: "long" })}: ${formatBalance(day.seconds)} in ${day.calls} call${day.calls === 1 ? "" : "s"}`;
+    const used = day.calls ? `${formatBalance(day.seconds)} in ${day.calls} call${day.calls === 1 ? "" : "s"}` : "no calls";
+    const words = `${dayLabel(day.day, { weekday: "long", day: "numeric", month: "long" })}: ${used}`;
     const bar = make("rect", {
       x: left + index * step + step * 0.15,
       y: top + plotHeight - Math.max(barHeight, 1),
@@ -212,7 +213,10 @@ export function drawChart(days, svg = $("usage-chart")) {
       height: Math.max(barHeight, 1),
       class: "bar",
       "data-day": day.day,
+      role: "img",
       "aria-label": words,
+      // One tab stop for the whole chart (today's bar); the arrow keys move between days.
+      tabindex: index === days.length - 1 ? 0 : -1,
     });
     const title = document.createElementNS(SVG_NS, "title");
     title.textContent = words;
@@ -228,10 +232,28 @@ export function drawChart(days, svg = $("usage-chart")) {
     };
     bar.addEventListener("mouseenter", show);
     bar.addEventListener("mouseleave", () => (tip.hidden = true));
+    bar.addEventListener("focus", show);
+    bar.addEventListener("blur", () => (tip.hidden = true));
+    bar.addEventListener("keydown", (event) => moveAlongChart(event, svg, tip));
     if (index % labelEvery === 0) {
       make("text", { x: left + index * step + step / 2, y: height - 8, "text-anchor": "middle" }, dayLabel(day.day, { weekday: undefined, day: "numeric", month: "short" }));
     }
   });
+}
+
+// Left/Right (Home/End) go from day to day, Escape hides the tooltip and keeps the focus.
+function moveAlongChart(event, svg, tip) {
+  if (event.key === "Escape") {
+    tip.hidden = true;
+    return;
+  }
+  const bars = [...svg.querySelectorAll("rect.bar")];
+  const here = bars.indexOf(event.currentTarget);
+  const target = { ArrowLeft: here - 1, ArrowRight: here + 1, Home: 0, End: bars.length - 1 }[event.key];
+  if (target === undefined || !bars[target]) return;
+  event.preventDefault();
+  for (const bar of bars) bar.setAttribute("tabindex", bar === bars[target] ? "0" : "-1");
+  bars[target].focus();
 }
 
 // --- live calls ----------------------------------------------------------------------------

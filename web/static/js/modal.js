@@ -5,6 +5,7 @@ import { get, post, showError, clearErrors, submitting } from "./api.js";
 import { askNewClient } from "./client-form.js";
 import { outcomeText } from "./outcome.js";
 import { announce, el, user, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
+import { openModal } from "./modal-dialog.js";
 
 const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const NTH = ["first", "second", "third", "fourth", "last"];
@@ -337,7 +338,7 @@ export function createAppointmentModal({ clinicians, types, onChanged }) {
     opener = from || document.activeElement;
     showDuration();
     showRecurrence();
-    dialog.showModal();
+    openModal(dialog);
     focusTarget.focus();
   }
 

@@ -1,9 +1,11 @@
 // Accessible modal dialogs on the native <dialog> element.
 //
-// showModal() makes the rest of the page inert (focus cannot leave the dialog, screen
-// readers see only the dialog) and the markup carries role="dialog"/"alertdialog",
+// showModal() makes the rest of the page inert (screen readers see only the dialog;
+// openModal also keeps Tab inside it) and the markup carries role="dialog"/"alertdialog",
 // aria-modal and aria-labelledby/aria-describedby. On top of that we: move focus to the
 // safe choice, treat Escape as Cancel, and give focus back to whatever had it before.
+
+import { openModal } from "../modal-dialog.js";
 
 /**
  * Open `dialog` and resolve with the `data-choice` of the button pressed, or `cancelValue`
@@ -55,7 +57,7 @@ export function askChoice(dialog, { cancelValue = "cancel", focus = cancelValue,
   dialog.addEventListener("click", onClick);
   dialog.addEventListener("cancel", onCancel);
   dialog.addEventListener("close", onClose);
-  if (!dialog.open) dialog.showModal();
+  if (!dialog.open) openModal(dialog);
   const first = dialog.querySelector(`button[data-choice="${focus}"]`) || dialog.querySelector("button");
   if (first) first.focus();
   return { answer, close: () => finish("dismissed") };
