@@ -32,8 +32,9 @@ class Alive(Reply):
     status: Literal["alive"]
 
 
-class Ready(Reply):
-    status: Literal["ready"]
+class Readiness(Reply):
+    status: Literal["ready", "not_ready"]
+    reasons: list[str] = []  # why not ready (draining, database or Redis unavailable)
 
 
 class LoggedIn(Reply):

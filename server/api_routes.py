@@ -118,8 +118,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Readiness: database and Redis reachable, node not draining",
         PUBLIC,
         "health",
-        reply=replies.Ready,
-        errors=(503,),
+        reply=replies.Readiness,
+        statuses=(200, 503),  # 503 says why not, in the same shape
     ),
     ApiRoute(
         "GET",
@@ -446,7 +446,6 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "diary",
         reply=replies.TemplatePreview,
         body=templates_api.PreviewBody,
-        errors=(404,),
     ),
     ApiRoute(
         "PUT",
@@ -641,7 +640,6 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "minutes",
         statuses=(303,),
         query=(Query("token", str, "PayPal's order id", required=True),),
-        errors=(409, 503),
         fuzz=False,  # a redirect, for browsers coming back from PayPal
     ),
     ApiRoute(
@@ -653,7 +651,6 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "minutes",
         statuses=(303,),
         query=(Query("token", str, "PayPal's order id", required=True),),
-        errors=(409,),
         fuzz=False,
     ),
     ApiRoute(
