@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from server import api_replies as replies
 from server import health, practices, practices_api
 from server.accounts import api as accounts_api
 from server.auth import routes as auth_routes
@@ -43,8 +44,6 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 ANY_STAFF: tuple[Role, ...] = ("site_admin", "clinician", "receptionist")
 ADMIN: tuple[Role, ...] = ("site_admin",)
 PUBLIC: tuple[Role, ...] = ()
-# A free-form JSON object: the reply is not typed yet (its handler builds a dict).
-Object = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class ApiRoute:
     roles: tuple[Role, ...]  # PUBLIC: no login; else the roles allowed
     tag: str
     body: Any = None  # the msgspec type read_body decodes, or None
-    reply: Any = Object  # the msgspec type of a 2xx JSON reply
+    reply: Any = None  # the msgspec type of a 2xx JSON reply (server/api_replies.py)
     statuses: tuple[int, ...] = (200,)  # success statuses
     errors: tuple[int, ...] = ()  # beyond those implied (401, 403, 400/413, 404)
     query: tuple[Query, ...] = ()
@@ -103,7 +102,15 @@ _PERIOD = (
 
 API_ROUTES: tuple[ApiRoute, ...] = (
     # --- health ---------------------------------------------------------------------------
-    ApiRoute("GET", "/healthz", health.healthz, "Liveness", PUBLIC, "health"),
+    ApiRoute(
+        "GET",
+        "/healthz",
+        health.healthz,
+        "Liveness",
+        PUBLIC,
+        "health",
+        reply=replies.Alive,
+    ),
     ApiRoute(
         "GET",
         "/readyz",
@@ -111,7 +118,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Readiness: database and Redis reachable, node not draining",
         PUBLIC,
         "health",
-        errors=(503,),
+        reply=replies.Readiness,
+        statuses=(200, 503),  # 503 says why not, in the same shape
     ),
     ApiRoute(
         "GET",
@@ -131,6 +139,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Log in with email and password; sets the session and CSRF cookies",
         PUBLIC,
         "sessions",
+        reply=replies.LoggedIn,
         body=auth_routes.LoginBody,
         errors=(401, 429),
     ),
@@ -141,6 +150,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "End this session",
         ANY_STAFF,
         "sessions",
+        reply=replies.LoggedOut,
         fuzz=False,  # would end the token the suite runs with
     ),
     ApiRoute(
@@ -150,6 +160,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "The user, their practice and a CSRF token",
         ANY_STAFF,
         "sessions",
+        reply=replies.Me,
     ),
     # --- practice, users, clients, appointment types --------------------------------------
     ApiRoute(
@@ -211,6 +222,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Email a one-time reset link (202 whether or not the address has an account)",
         PUBLIC,
         "sessions",
+        reply=replies.ResetAsked,
         body=accounts_api.ForgotPassword,
         statuses=(202,),
         errors=(429,),
@@ -292,6 +304,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "The client's appointments, newest first, with their outcomes",
         ANY_STAFF,
         "practice",
+        reply=list[Appointment],
     ),
     ApiRoute(
         "GET",
@@ -347,6 +360,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Book one appointment or a recurring series",
         ANY_STAFF,
         "diary",
+        reply=replies.Booking,
         body=diary_api.BookingBody,
         statuses=(201,),
         errors=(404, 409),
@@ -358,6 +372,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "What a booking would book (dates, clashes), booking nothing",
         ANY_STAFF,
         "diary",
+        reply=replies.BookingPreview,
         body=diary_api.BookingBody,
         errors=(404,),
     ),
@@ -386,6 +401,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Cancel an appointment or the rest of its series",
         ANY_STAFF,
         "diary",
+        reply=replies.Cancellation,
         body=diary_api.CancelBody,
         errors=(409,),
     ),
@@ -407,6 +423,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Rebook an abandoned appointment: a new appointment with a new link (R-C7)",
         ANY_STAFF,
         "diary",
+        reply=replies.Booking,
         body=diary_api.RebookBody,
         statuses=(201,),
         errors=(409,),
@@ -418,7 +435,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "The practice's message templates",
         ANY_STAFF,
         "diary",
-        reply=list[Object],
+        reply=list[replies.MessageTemplate],
     ),
     ApiRoute(
         "POST",
@@ -427,8 +444,8 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "A template filled with sample values",
         ANY_STAFF,
         "diary",
+        reply=replies.TemplatePreview,
         body=templates_api.PreviewBody,
-        errors=(404,),
     ),
     ApiRoute(
         "PUT",
@@ -437,6 +454,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Change a template",
         ADMIN,
         "diary",
+        reply=replies.MessageTemplate,
         body=templates_api.TemplateBody,
     ),
     ApiRoute(
@@ -446,6 +464,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Back to the default template",
         ADMIN,
         "diary",
+        reply=replies.MessageTemplate,
     ),
     # --- calls ----------------------------------------------------------------------------
     ApiRoute(
@@ -455,6 +474,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Switch to Video: the pre-call check, then the waiting room opens",
         ("clinician", "site_admin"),
         "calls",
+        reply=replies.VideoStarted,
         body=start.StartVideo,
         statuses=(200, 201),
         errors=(402, 409),
@@ -466,6 +486,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Close the waiting room: no call took place, the link stays valid (R-C9)",
         ("clinician", "site_admin"),
         "calls",
+        reply=replies.WaitingRoomClosed,
         errors=(409,),
     ),
     ApiRoute(
@@ -475,6 +496,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Every phase change of the appointment's calls",
         ANY_STAFF,
         "calls",
+        reply=replies.CallAudit,
     ),
     ApiRoute(
         "GET",
@@ -483,6 +505,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "What a client's link opens (public: the link is the credential)",
         PUBLIC,
         "calls",
+        reply=replies.LinkStatus,
     ),
     ApiRoute(
         "POST",
@@ -491,6 +514,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "A client's call token for the link's call",
         PUBLIC,
         "calls",
+        reply=replies.CallToken,
         errors=(410,),
     ),
     ApiRoute(
@@ -500,6 +524,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Pre-call network check: a short test leg answers the client's offer",
         PUBLIC,
         "calls",
+        reply=replies.NetworkCheckAnswer,
         body=network_check.CheckOffer,
         errors=(410, 503),
     ),
@@ -510,6 +535,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Whether the network check's media reached the server",
         PUBLIC,
         "calls",
+        reply=replies.NetworkCheckResult,
         errors=(410,),
     ),
     # --- video minutes --------------------------------------------------------------------
@@ -520,9 +546,16 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Balance and payment method",
         ANY_STAFF,
         "minutes",
+        reply=replies.MinutesSummary,
     ),
     ApiRoute(
-        "GET", "/api/minutes/bundles", wallet_api.bundles, "Bundles with VAT", ANY_STAFF, "minutes"
+        "GET",
+        "/api/minutes/bundles",
+        wallet_api.bundles,
+        "Bundles with VAT",
+        ANY_STAFF,
+        "minutes",
+        reply=replies.Bundles,
     ),
     ApiRoute(
         "GET",
@@ -607,7 +640,6 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "minutes",
         statuses=(303,),
         query=(Query("token", str, "PayPal's order id", required=True),),
-        errors=(409, 503),
         fuzz=False,  # a redirect, for browsers coming back from PayPal
     ),
     ApiRoute(
@@ -619,7 +651,6 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "minutes",
         statuses=(303,),
         query=(Query("token", str, "PayPal's order id", required=True),),
-        errors=(409,),
         fuzz=False,
     ),
     ApiRoute(
@@ -629,6 +660,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Usage by day, clinician and call",
         ADMIN,
         "minutes",
+        reply=replies.Usage,
         query=_PERIOD,
     ),
     ApiRoute(
@@ -681,6 +713,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "GoCardless events (Webhook-Signature)",
         PUBLIC,
         "provider callbacks",
+        reply=replies.PaymentEventsApplied,
         errors=(400, 401, 413),
     ),
     ApiRoute(
@@ -690,6 +723,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "PayPal events (verified with PayPal)",
         PUBLIC,
         "provider callbacks",
+        reply=replies.PaymentEventsApplied,
         errors=(400, 401, 413, 503),
     ),
     ApiRoute(
@@ -699,6 +733,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Twilio's SMS status callback (X-Twilio-Signature; form-encoded)",
         PUBLIC,
         "provider callbacks",
+        reply=replies.StatusReportApplied,
         errors=(400, 403, 404),
     ),
     # --- outgoing webhooks ----------------------------------------------------------------
@@ -709,6 +744,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "The practice's webhook endpoint and its signing secret",
         ADMIN,
         "webhooks",
+        reply=replies.WebhookEndpoint,
     ),
     ApiRoute(
         "PUT",
@@ -717,6 +753,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Set the webhook URL (and rotate the secret)",
         ADMIN,
         "webhooks",
+        reply=replies.WebhookEndpoint,
         body=webhooks_api.EndpointSettings,
     ),
     ApiRoute(
@@ -726,6 +763,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Remove the webhook endpoint",
         ADMIN,
         "webhooks",
+        reply=replies.WebhookRemoved,
     ),
     ApiRoute(
         "POST",
@@ -734,6 +772,7 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "Queue a webhook.test event",
         ADMIN,
         "webhooks",
+        reply=replies.WebhookTestQueued,
         statuses=(202,),
         errors=(409,),
     ),

@@ -88,7 +88,7 @@ def build_openapi(base_url: str, routes: tuple[ApiRoute, ...] = API_ROUTES) -> d
     for route in routes:
         if route.body is not None:
             types.append(route.body)
-        if route.media_type == "application/json":
+        if _json_reply(route):
             types.append(route.reply)
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
     by_type = dict(zip(map(id, types), schemas, strict=True))
@@ -146,6 +146,15 @@ def build_openapi(base_url: str, routes: tuple[ApiRoute, ...] = API_ROUTES) -> d
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _json_reply(route: ApiRoute) -> bool:
+    """Whether the route answers a success with a JSON body, whose type it must then name."""
+    if route.media_type != "application/json" or set(route.statuses) <= {303}:
+        return False
+    if route.reply is None:
+        raise ValueError(f"{route.method} {route.path}: a JSON reply needs its reply type")
+    return True
 
 
 def _operation_name(path: str) -> str:
