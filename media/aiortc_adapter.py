@@ -518,6 +518,8 @@ class EgressPort:
         self.packets_sent = 0
         self.max_backlog_bytes_seen = 0
         self._tx_srtp: SrtpCalls | None = None
+        self._last_codec: RTCRtpCodecParameters | None = None
+        self._last_payload_type: int | None = None
         # time.monotonic() of the last RTCP from the remote about what we send (receiver
         # reports, NACK, PLI, REMB): a browser without camera or microphone shows life so.
         self.last_feedback_at: float | None = None
@@ -571,6 +573,8 @@ class EgressPort:
 
     def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
         """The payload type this leg negotiated for `codec` (legs may number them apart)."""
+        if codec is self._last_codec:  # per packet: the same codec object as last time
+            return self._last_payload_type
         key = codec.mimeType.lower()
         pt = self._payload_types.get(key)
         if pt is None:
@@ -579,6 +583,8 @@ class EgressPort:
                 if candidate.mimeType.lower() == key and candidate.payloadType is not None:
                     pt = self._payload_types[key] = candidate.payloadType
                     break
+        if pt is not None:
+            self._last_codec, self._last_payload_type = codec, pt
         return pt
 
     def _nominated_socket(self) -> tuple[Any, tuple[str, int]] | None:
