@@ -13,6 +13,10 @@ nodes on loopback (the same harness as the cluster tests, ``tests/cluster.py``):
    reconnect through nginx (p50/p95/max). The killed node is restarted on its port.
    The nodes run at the default heartbeat settings (``--fast-heartbeat``: the tests' 0.25 s
    heartbeat and 1 s TTL instead).
+4. **Rolling restart**: ``--rolling-calls`` calls in progress (both pages connected through
+   nginx) while each node in turn is drained (SIGTERM), waited for and started again; the
+   pages whose sockets closed reconnect through nginx. A call is dropped if it is not in
+   progress afterwards (or its pages cannot rejoin it); each is then ended with End Call.
 
 Progress on stderr; the last stdout line is one JSON object.
 """
@@ -23,6 +27,7 @@ import argparse
 import asyncio
 import json
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,7 +48,12 @@ from server.config import Config  # noqa: E402
 from server.db import apply_migrations  # noqa: E402
 from server.embedded import EmbeddedServices  # noqa: E402
 from signalling.protocol import Ping, Pong  # noqa: E402
-from tests.call_media_fixtures import LiveCall, admitted_call, start_media  # noqa: E402
+from tests.call_media_fixtures import (  # noqa: E402
+    LiveCall,
+    PageClosed,
+    admitted_call,
+    start_media,
+)
 from tests.calls_fixtures import (  # noqa: E402
     Participant,
     book_video,
@@ -53,7 +63,14 @@ from tests.calls_fixtures import (  # noqa: E402
     fund,
     open_waiting_room,
 )
-from tests.cluster import Cluster, free_port, reconnect_pages, running_cluster  # noqa: E402
+from tests.cluster import (  # noqa: E402
+    Cluster,
+    free_port,
+    reconnect_pages,
+    rejoin_closed_pages,
+    running_cluster,
+)
+from tests.integration.test_calls_metering import end_call  # noqa: E402
 from tests.support import ApiClient, PracticeFixture, make_practice  # noqa: E402
 
 
@@ -160,6 +177,46 @@ async def failover_phase(
     return gaps, false_takeovers
 
 
+async def rolling_phase(
+    config: Config, db: asyncpg.Pool, practice: PracticeFixture, args: Any
+) -> tuple[int, int, float]:
+    """(calls dropped, pages that reconnected, seconds the whole rolling restart took)."""
+    ports = {f"node-{n}": free_port() for n in range(1, args.nodes + 1)}
+    async with (
+        running_cluster(config, args.nodes, ports=ports) as cluster,
+        aiohttp.ClientSession(base_url=cluster.url) as session,
+    ):
+        api = cast(ApiClient, session)
+        calls = [await admitted_call(api, db, practice, config) for _ in range(args.rolling_calls)]
+        reconnected = dropped = 0
+        started = time.monotonic()
+        try:
+            for node_id in sorted(ports):
+                cluster.nodes[node_id].signal(signal.SIGTERM)
+                await cluster.nodes[node_id].process.wait()
+                await cluster.start_node(node_id, port=ports[node_id])
+                await asyncio.sleep(0.5)  # the moved calls' relayed sockets close too
+                for call in list(calls):
+                    try:
+                        reconnected += await rejoin_closed_pages(api, practice, call)
+                    except (AssertionError, PageClosed, aiohttp.ClientError):
+                        dropped += 1
+                        calls.remove(call)
+                        await call.close()
+                log(f"rolling: {node_id} restarted; {reconnected} pages reconnected so far")
+            took = time.monotonic() - started
+            for call in calls:
+                row = await call_row(db, call.booked.appointment_id)
+                if row["state"] != "in_progress":
+                    dropped += 1
+                    continue
+                await end_call(call.clinician)
+        finally:
+            for call in calls:
+                await call.close()
+    return dropped, reconnected, took
+
+
 async def restart(cluster: Cluster, node_id: str, port: int) -> None:
     await cluster.nodes[node_id].process.wait()
     await cluster.start_node(node_id, port=port)
@@ -191,6 +248,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         gaps, false_takeovers = (
             await failover_phase(config, db, practice, args) if args.kills else ([], 0)
         )
+        log(f"rolling restart: {args.rolling_calls} calls")
+        dropped, reconnected, rolling_s = (
+            await rolling_phase(config, db, practice, args) if args.rolling_calls else (0, 0, 0.0)
+        )
         await db.close()
     counts = sorted(per_node.values())
     return {
@@ -210,6 +271,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "failover_media_gap_s_max": round(max(gaps), 2) if gaps else None,
         "failover_media_gaps_s": [round(gap, 2) for gap in gaps],
         "failover_false_takeovers": false_takeovers,
+        "rolling_restart_calls": args.rolling_calls,
+        "rolling_restart_calls_dropped": dropped,
+        "rolling_restart_pages_reconnected": reconnected,
+        "rolling_restart_s": round(rolling_s, 1),
     }
 
 
@@ -221,6 +286,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--nodes", type=int, default=3, help="nodes behind nginx")
     parser.add_argument("--rounds", type=int, default=20, help="ping rounds per participant")
     parser.add_argument("--kills", type=int, default=10, help="failover runs (kill -9)")
+    parser.add_argument(
+        "--rolling-calls",
+        type=int,
+        default=10,
+        help="calls in progress during a rolling restart of every node (0: skip)",
+    )
     parser.add_argument(
         "--fast-heartbeat",
         action="store_true",

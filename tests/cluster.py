@@ -266,6 +266,26 @@ async def reconnect_pages(api: ApiClient, practice: PracticeFixture, call: LiveC
     await wait_until(lambda: frames(call.clinician) > 5 and frames(call.patient) > 5, within=15)
 
 
+async def rejoin_closed_pages(api: ApiClient, practice: PracticeFixture, call: LiveCall) -> int:
+    """Reopen (as the browser does) each page of ``call`` whose socket has closed; the call
+    must still be in progress on whichever node serves it. Returns the pages reopened."""
+    reopened = 0
+    booked = call.booked
+    if call.clinician._reader.done():
+        await call.clinician.close()
+        call.clinician = await _open_until_served(
+            lambda: open_clinician_page(api, practice, booked)
+        )
+        reopened += 1
+    if call.patient._reader.done():
+        await call.patient.close()
+        call.patient = await _open_until_served(lambda: open_client_page(api, booked))
+        reopened += 1
+    for page in (call.clinician, call.patient):
+        assert page.of(Snapshot)[-1].phase == "in_progress", "the call was dropped"
+    return reopened
+
+
 async def _open_until_served(
     open_page: Callable[[], Awaitable[CallPage]], within: float = 15.0
 ) -> CallPage:
