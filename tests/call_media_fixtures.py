@@ -44,6 +44,10 @@ M = TypeVar("M", bound=ServerMessage)
 CLINICIAN_LUMA, CLIENT_LUMA = 60, 200
 
 
+class PageClosed(Exception):
+    """The page's socket closed (e.g. refused by a node that cannot serve the call)."""
+
+
 class CallPage:
     def __init__(
         self,
@@ -64,6 +68,12 @@ class CallPage:
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
+        try:
+            await self._read_frames()
+        finally:
+            self._arrived.set()  # wakes ``expect``: nothing more will come
+
+    async def _read_frames(self) -> None:
         async for frame in self.ws:
             if frame.type is not aiohttp.WSMsgType.TEXT:
                 break
@@ -117,6 +127,8 @@ class CallPage:
                 for message in self.messages[after:]:
                     if isinstance(message, kind) and where(message):
                         return message
+                if self._reader.done():
+                    raise PageClosed(f"the socket closed before a {kind.__name__} came")
                 self._arrived.clear()
                 await self._arrived.wait()
 

@@ -3,7 +3,9 @@
 Each node is its own process (kill -9, SIGTERM and SIGSTOP reach it for real); nginx runs
 with its own prefix and configuration, round robin with no affinity, retrying the next
 node on a refused upgrade or a 503 (``NGINX_LOCATION``, the README's production setup).
-Redis is a private ``redis-server`` on a unix socket, so a test may restart it.
+Redis is a private ``redis-server`` on a unix socket, so a test may restart it; with
+``redis_proxies`` each node reaches it through a proxy of its own, so a test may cut one
+node off from Redis while the others (and PostgreSQL) stay.
 """
 
 from __future__ import annotations
@@ -17,21 +19,25 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 from server.config import Config
 from signalling.protocol import Snapshot
 from tests.call_media_fixtures import (
     CallPage,
     LiveCall,
+    PageClosed,
     frames,
     open_client_page,
     open_clinician_page,
 )
 from tests.calls_fixtures import wait_for
 from tests.e2e.conftest_media import wait_for as wait_until
+from tests.fault_proxy import FaultProxy, unix_socket_proxy
 from tests.integration.test_health import RedisProcess
 from tests.support import ApiClient, PracticeFixture
 
@@ -51,6 +57,10 @@ NGINX_LOCATION = """
         proxy_next_upstream_tries 3;
     }
 """
+
+
+# The page's first retry after a refused socket (web/static/js/call/connection.js).
+REFUSED_RETRY_SECONDS = 0.25
 
 
 def free_port() -> int:
@@ -107,7 +117,13 @@ class Node:
 
 class Cluster:
     def __init__(
-        self, config: Config, workdir: Path, size: int, *, fast_failover: bool = True
+        self,
+        config: Config,
+        workdir: Path,
+        size: int,
+        *,
+        fast_failover: bool = True,
+        redis_proxies: bool = False,
     ) -> None:
         """``fast_failover``: heartbeats 4x a second and a 1 s TTL, so the tests' failovers
         are quick; False runs the nodes at the default settings (the benchmark's case)."""
@@ -121,6 +137,8 @@ class Cluster:
         self._size = size
         self.nodes: dict[str, Node] = {}
         self.redis = RedisProcess(workdir)
+        self._proxied = redis_proxies
+        self.redis_proxies: dict[str, FaultProxy] = {}  # node id -> its way to Redis
         self._nginx: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -137,15 +155,25 @@ class Cluster:
     def stop_redis(self) -> None:
         self.redis.stop()
 
+    async def _redis_url_for(self, node_id: str) -> str:
+        if not self._proxied:
+            return self.redis_url
+        proxy = self.redis_proxies.get(node_id)
+        if proxy is None:
+            proxy = self.redis_proxies[node_id] = unix_socket_proxy(str(self.redis.socket))
+            await proxy.start()
+        return f"redis://127.0.0.1:{proxy.port}"
+
     async def start_node(self, node_id: str, *extra: str, port: int = 0) -> Node:
         config = self._config
         assert config.database_url is not None
+        redis_url = await self._redis_url_for(node_id)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "server.cli",
             "serve",
-            *("--database-url", config.database_url, "--redis-url", self.redis_url),
+            *("--database-url", config.database_url, "--redis-url", redis_url),
             *("--redis-prefix", config.redis_prefix, "--secret-key", config.secret_key),
             *("--public-url", config.public_url, "--port", str(port), "--node-id", node_id),
             *self._timing,
@@ -209,6 +237,8 @@ class Cluster:
         if self._nginx is not None:
             self._nginx.kill()
             self._nginx.wait()
+        for proxy in self.redis_proxies.values():
+            await proxy.stop()
         self.stop_redis()
 
     def log_of(self, node_id: str) -> str:
@@ -217,7 +247,8 @@ class Cluster:
 
 async def reconnect_pages(api: ApiClient, practice: PracticeFixture, call: LiveCall) -> None:
     """What each browser does when its socket closes: reconnect through the load balancer
-    and rebuild its leg (the new owner holds the media)."""
+    (again after a short pause while a node refuses it) and rebuild its leg (the new owner
+    holds the media)."""
 
     async def closed(page: CallPage) -> bool:
         return page._reader.done()
@@ -226,12 +257,48 @@ async def reconnect_pages(api: ApiClient, practice: PracticeFixture, call: LiveC
         await wait_for(lambda page=page: closed(page), within=15)
     await call.clinician.close()
     await call.patient.close()
-    call.clinician = await open_clinician_page(api, practice, call.booked)
-    call.patient = await open_client_page(api, call.booked)
+    booked = call.booked
+    call.clinician = await _open_until_served(lambda: open_clinician_page(api, practice, booked))
+    call.patient = await _open_until_served(lambda: open_client_page(api, booked))
     for page in (call.clinician, call.patient):
         assert page.of(Snapshot)[-1].phase == "in_progress"
     await asyncio.gather(call.clinician.offer(), call.patient.offer())
     await wait_until(lambda: frames(call.clinician) > 5 and frames(call.patient) > 5, within=15)
+
+
+async def rejoin_closed_pages(api: ApiClient, practice: PracticeFixture, call: LiveCall) -> int:
+    """Reopen (as the browser does) each page of ``call`` whose socket has closed; the call
+    must still be in progress on whichever node serves it. Returns the pages reopened."""
+    reopened = 0
+    booked = call.booked
+    if call.clinician._reader.done():
+        await call.clinician.close()
+        call.clinician = await _open_until_served(
+            lambda: open_clinician_page(api, practice, booked)
+        )
+        reopened += 1
+    if call.patient._reader.done():
+        await call.patient.close()
+        call.patient = await _open_until_served(lambda: open_client_page(api, booked))
+        reopened += 1
+    for page in (call.clinician, call.patient):
+        assert page.of(Snapshot)[-1].phase == "in_progress", "the call was dropped"
+    return reopened
+
+
+async def _open_until_served(
+    open_page: Callable[[], Awaitable[CallPage]], within: float = 15.0
+) -> CallPage:
+    """A node cut off from its services refuses the socket (an error, then the close):
+    the browser tries again, as the page's own back-off does."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await open_page()
+        except (PageClosed, aiohttp.WSServerHandshakeError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(REFUSED_RETRY_SECONDS)
 
 
 async def _keep_output(node: Node) -> None:
@@ -254,11 +321,18 @@ async def running_cluster(
     ports: dict[str, int] | None = None,
     *,
     fast_failover: bool = True,
+    redis_proxies: bool = False,
 ) -> AsyncIterator[Cluster]:
     """``size`` nodes (node-1..) on a private Redis, behind nginx; all stopped after.
     ``ports``: fixed node ports (so that a restarted node is where nginx expects it)."""
     with tempfile.TemporaryDirectory(prefix="videoconsult-cluster-") as workdir:
-        cluster = Cluster(config, Path(workdir), size, fast_failover=fast_failover)
+        cluster = Cluster(
+            config,
+            Path(workdir),
+            size,
+            fast_failover=fast_failover,
+            redis_proxies=redis_proxies,
+        )
         try:
             cluster.start_redis()
             await cluster.wait_for_redis()

@@ -70,15 +70,22 @@ class NodeRegistry:
         pipe.hset(self._keys.node_loads(), self.node_id, self._load_field())
         pipe.info("server")
         _, _, info = await pipe.execute()
-        run_id = str(info.get("run_id", ""))
         now = self._clock()
-        if run_id != self._redis_run_id:
-            if self._redis_run_id is not None:
-                log.warning("Redis restarted: judging no node dead for %.1f s", self._ttl)
-            self._redis_run_id = run_id
-            self._watching_since = now
+        self._note_redis_server(info, now)
         self._last_beat = now
         self._lease_lost_reported = False
+
+    def _note_redis_server(self, info: Mapping[str, object], now: float) -> bool:
+        """Record which Redis server answered; False if it is not the one watched so far
+        (it restarted, maybe empty): then no node may be judged for a whole TTL."""
+        run_id = str(info.get("run_id", ""))
+        if run_id == self._redis_run_id:
+            return True
+        if self._redis_run_id is not None:
+            log.warning("Redis restarted: judging no node dead for %.1f s", self._ttl)
+        self._redis_run_id = run_id
+        self._watching_since = now
+        return False
 
     def _load_field(self) -> str:
         cpu, wall = time.process_time(), time.monotonic()
@@ -136,14 +143,23 @@ class NodeRegistry:
         return bool(await self._redis.exists(self._keys.node_heartbeat(node_id)))
 
     async def alive_among(self, node_ids: list[str]) -> set[str]:
-        """The nodes of ``node_ids`` whose heartbeat is current (this node always is)."""
+        """The nodes of ``node_ids`` whose heartbeat is current (this node always is).
+
+        The same round trip asks which Redis server answers: one that restarted since this
+        node's last beat has lost every heartbeat, so then every node counts as alive (and
+        ``may_judge_others`` turns false for a TTL). Checking only at the beat left a gap:
+        a sweep between the restart and the next beat took a healthy node's call."""
         alive = {self.node_id}
         others = [node for node in node_ids if node != self.node_id]
         if others:
             pipe = self._redis.pipeline(transaction=False)
             for node in others:
                 pipe.exists(self._keys.node_heartbeat(node))
-            for node, exists in zip(others, await pipe.execute(), strict=True):
+            pipe.info("server")
+            *found, info = await pipe.execute()
+            if not self._note_redis_server(info, self._clock()):
+                return alive | set(others)
+            for node, exists in zip(others, found, strict=True):
                 if exists:
                     alive.add(node)
         return alive

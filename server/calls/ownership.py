@@ -128,6 +128,12 @@ class CallOwnership:
             raise CallOwnedElsewhere(owner)
         if not self.accepting():
             raise CallOwnedElsewhere(owner or "none")
+        if self._nodes.lease_at_risk():
+            # Cut off from Redis (or just resumed from a pause): this node has stepped down
+            # or is about to, and others may be taking the call over. Claiming it back now
+            # (even a call whose row still names this node) would run a room nobody can
+            # tell to stop.
+            raise CallOwnedElsewhere(owner or "none")
         async with self._pool.acquire() as conn, conn.transaction():
             claimed = await self._claim(conn, [Claim(call_id, owner, epoch)])
             if claimed and owner is not None and owner != self.node_id:

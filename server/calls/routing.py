@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import asyncpg
+import redis.exceptions
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,6 +24,16 @@ def refusal_for(failed: Exception) -> Refusal | None:
             return Refusal("call_elsewhere", "This call is running on another server: try again")
         case CallMoved():
             return Refusal(CLOSE_REASON_MOVED, "This call moved: reconnect")
+        case (
+            redis.exceptions.ConnectionError()
+            | redis.exceptions.TimeoutError()
+            | asyncpg.PostgresConnectionError()
+            | asyncpg.CannotConnectNowError()
+            | OSError()
+        ):
+            # This node cannot reach Redis or PostgreSQL (cut off, or they restart): the
+            # socket closes so that the browser reconnects, through any node that can.
+            return Refusal("unavailable", "This server cannot reach its services: reconnecting")
     return None
 
 

@@ -1,7 +1,8 @@
 """Three real nodes behind a real nginx (round robin, no affinity), aiortc participants.
 
 Each fault leaves exactly one owner serving the call and End Call working: the owner
-killed (kill -9), drained (SIGTERM), paused past its lease (SIGSTOP), and Redis restarted.
+killed (kill -9), drained (SIGTERM), paused past its lease (SIGSTOP), Redis restarted, and
+every node restarted in turn (a rolling restart).
 Media-gap figures are printed for the record; ``scripts/bench_cluster.py`` measures them.
 """
 
@@ -26,7 +27,13 @@ from tests.call_media_fixtures import (
     start_media,
 )
 from tests.calls_fixtures import call_row, wait_for
-from tests.cluster import Cluster, reconnect_pages, running_cluster
+from tests.cluster import (
+    Cluster,
+    free_port,
+    reconnect_pages,
+    rejoin_closed_pages,
+    running_cluster,
+)
 from tests.integration.test_calls_metering import (
     assert_books_balance,
     billed,
@@ -180,3 +187,37 @@ def _logged(cluster: Cluster, node_id: str, text: str) -> bool:
 
 async def _until_logged(cluster: Cluster, node_id: str, text: str) -> bool:
     return _logged(cluster, node_id, text)
+
+
+async def test_a_rolling_restart_of_every_node_drops_no_call(
+    config: Config, db: asyncpg.Pool, practice: PracticeFixture
+) -> None:
+    # R-A3, R-M10: each node in turn drained (SIGTERM) and started again on its port while
+    # three calls are in progress; every call goes on, and ends with its books balanced
+    ports = {f"node-{n}": free_port() for n in (1, 2, 3)}
+    async with (
+        running_cluster(config, 3, ports=ports) as cluster,
+        aiohttp.ClientSession(base_url=cluster.url) as session,
+    ):
+        api = cast(ApiClient, session)
+        calls = [await admitted_call(api, db, practice, config) for _ in range(3)]
+        try:
+            epochs = [(await _owner(db, call))[1] for call in calls]
+            reconnected = 0
+            for node_id in sorted(ports):
+                cluster.nodes[node_id].signal(signal.SIGTERM)
+                async with asyncio.timeout(20):
+                    assert await cluster.nodes[node_id].process.wait() == 0
+                await cluster.start_node(node_id, port=ports[node_id])
+                await asyncio.sleep(0.5)  # the moved calls' relayed sockets close too
+                for call in calls:
+                    reconnected += await rejoin_closed_pages(api, practice, call)
+            assert reconnected > 0
+            for call, epoch in zip(calls, epochs, strict=True):
+                # Every node was restarted, so every call moved at least once.
+                assert (await _owner(db, call))[1] > epoch
+                assert (await call_row(db, call.booked.appointment_id))["state"] == "in_progress"
+                await _end_and_check_books(db, call)
+        finally:
+            for call in calls:
+                await call.close()

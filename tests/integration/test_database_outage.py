@@ -8,8 +8,7 @@ is what a stopped or restarting database looks like to asyncpg (its ``OSError`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,56 +21,31 @@ from server.app import create_app
 from server.appkeys import DB
 from server.config import Config
 from tests.calls_fixtures import book_video, client_call_token, fund
+from tests.fault_proxy import FaultProxy, Streams
 from tests.support import ApiClient, PracticeFixture, login
 
 
-class DatabaseProxy:
+class DatabaseProxy(FaultProxy):
     """Forwards 127.0.0.1:<port> to the test database (unix socket or TCP)."""
 
     def __init__(self, database_url: str) -> None:
         parts = urlsplit(database_url)
         host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
-        self._port = parts.port or 5432
-        self._unix = f"{host}/.s.PGSQL.{self._port}" if host.startswith("/") else None
-        self._host = host
+        port = parts.port or 5432
+        unix = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
+
+        def open_upstream() -> Awaitable[Streams]:
+            if unix is not None:
+                return asyncio.open_unix_connection(unix)
+            return asyncio.open_connection(host, port)
+
+        super().__init__(open_upstream)
         self._path = parts.path
         self._user = parts.username or "postgres"
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.StreamWriter] = set()
-        self.port = 0
 
     @property
     def url(self) -> str:
         return f"postgresql://{self._user}@127.0.0.1:{self.port}{self._path}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and cut every open one."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._pipes):
-            writer.transport.abort()
-        self._pipes.clear()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._unix is not None:
-            up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
-        else:
-            up_reader, up_writer = await asyncio.open_connection(self._host, self._port)
-        self._pipes.update((writer, up_writer))
-        await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
-
-
-async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await source.read(65536):
-            sink.write(data)
-            await sink.drain()
-    sink.transport.abort()
 
 
 @pytest.fixture

@@ -11,7 +11,16 @@ const HEARTBEAT_MS = 10_000;
 // No message at all (not even a pong) for this long means the socket is dead even if the
 // browser has not noticed yet (a pulled cable can take minutes to surface as a close).
 const SILENCE_LIMIT_MS = 25_000;
-const RETRY_DELAYS_MS = [250, 1000, 2000, 4000, 8000];
+// Reconnecting backs off exponentially with jitter: a node that refuses the socket (it
+// cannot serve the call now, or is draining), or a call that moves, must not bring every
+// page back at the same 250 ms beat. A socket counts as served (and the back-off starts
+// again from the first step) once the server has sent it a snapshot or it stayed open
+// STABLE_OPEN_MS; one closed sooner was refused, however it opened.
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 10_000;
+const STABLE_OPEN_MS = 5_000;
+// The server closed the socket because the staff session ended (logout, access removed).
+const CLOSE_SESSION_ENDED = 4401;
 
 // Close reasons after which reconnecting would be wrong: the call is over, or another tab
 // took this participant's place.
@@ -44,6 +53,7 @@ export class CallConnection {
     this._attempt = 0;
     this._failedOpens = 0;
     this._retryTimer = null;
+    this._stableTimer = null;
     this._heartbeatTimer = null;
     this._lastHeard = 0;
     this._nonce = 0;
@@ -69,6 +79,7 @@ export class CallConnection {
   stop(reason = "closed") {
     this._stopped = true;
     clearTimeout(this._retryTimer);
+    clearTimeout(this._stableTimer);
     clearInterval(this._heartbeatTimer);
     window.removeEventListener("online", this._online);
     if (this._socket) {
@@ -117,8 +128,11 @@ export class CallConnection {
     let opened = false;
     socket.onopen = () => {
       opened = true;
-      this._attempt = 0;
       this._failedOpens = 0;
+      clearTimeout(this._stableTimer);
+      this._stableTimer = setTimeout(() => {
+        if (this._socket === socket) this._attempt = 0;
+      }, STABLE_OPEN_MS);
       this._lastHeard = Date.now();
       const first =
         this._streamId !== null
@@ -131,9 +145,18 @@ export class CallConnection {
     socket.onmessage = (event) => this._receive(event.data);
     socket.onclose = (event) => {
       clearInterval(this._heartbeatTimer);
+      clearTimeout(this._stableTimer);
       if (this._socket === socket) this._socket = null;
       if (this._stopped) return;
       if (!opened) this._failedOpens += 1;
+      if (event.code === CLOSE_SESSION_ENDED) {
+        // Only a staff session ends so: reconnecting would be refused forever. Log in
+        // again, then come back to this call.
+        this.stop("session_ended");
+        const next = encodeURIComponent(location.pathname + location.search);
+        location.assign(`/login?next=${next}`);
+        return;
+      }
       if (FINAL_CLOSE_REASONS.has(event.reason)) {
         this.stop(event.reason);
         return;
@@ -152,6 +175,7 @@ export class CallConnection {
     }
     if (!message || typeof message.type !== "string") return;
     const seq = typeof message.seq === "number" ? message.seq : 0;
+    if (message.type === "snapshot") this._attempt = 0; // served: a later drop retries fast
     if (message.type === "snapshot" && message.stream_id && message.stream_id !== this._streamId) {
       // A new stream: its snapshot is the whole truth and numbering starts again.
       this._streamId = message.stream_id;
@@ -178,7 +202,7 @@ export class CallConnection {
 
   _scheduleRetry() {
     this._setState("reconnecting");
-    const delay = RETRY_DELAYS_MS[Math.min(this._attempt, RETRY_DELAYS_MS.length - 1)];
+    const delay = retryDelayMs(this._attempt);
     this._attempt += 1;
     this._connectSoon(delay);
   }
@@ -200,6 +224,18 @@ export class CallConnection {
     this._state = state;
     this._onState(state, detail);
   }
+}
+
+/**
+ * The pause before reconnect attempt `attempt` (0 = the first after a served socket):
+ * exponential from RETRY_FIRST_MS up to RETRY_MAX_MS, of which a random half ("equal
+ * jitter"), so pages refused together spread their retries.
+ * @param {number} attempt
+ * @param {() => number} [random]
+ */
+export function retryDelayMs(attempt, random = Math.random) {
+  const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(attempt, 16));
+  return ceiling / 2 + random() * (ceiling / 2);
 }
 
 /** ws:// or wss:// URL for a path on this page's origin. */
