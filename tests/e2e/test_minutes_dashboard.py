@@ -8,7 +8,7 @@ import re
 
 import asyncpg
 import pytest
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Dialog, Page, expect
 
 from server.wallet.usage import record_usage
 from tests.support import PracticeFixture
@@ -82,6 +82,30 @@ async def test_the_dashboard_is_reached_from_the_navigation_and_names_each_calls
     await expect(today_bar).not_to_be_focused()
     await screenshot(page, "minutes-dashboard")
     await assert_accessible(page, "video minutes dashboard")
+
+    # R-M2: buying asks first, with the price and VAT, then credits the practice once; the
+    # purchase is the same module's as the clinician's pre-call screen.
+    questions: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        await dialog.accept()
+
+    page.once("dialog", answer)
+    await page.get_by_role("button", name="Buy now").click()
+    await expect(page.locator("#notice")).to_have_text(
+        "300 minutes added. The balance is now 297 min."
+    )
+    await expect(page.locator("#notice")).to_have_attribute("data-tone", "success")
+    assert questions and questions[0].startswith("Buy 300 minutes")
+    assert "£3.60" in questions[0]
+    await expect(page.get_by_test_id("balance")).to_have_text("297 min")
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM minute_purchases WHERE practice_id = $1", practice.id
+        )
+        == 1
+    )
 
     await link.click()
     await expect(page).to_have_url(live_server.at(f"/appointments/{appointment_id}"))
