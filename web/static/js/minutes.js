@@ -4,6 +4,7 @@
 import { get, post, put, submitting } from "./api.js";
 import { announce, el, formatDate, formatDateTime, isoDate, wallClock } from "./shell.js";
 import { formatBalance, formatDuration, pounds } from "./minutes-format.js";
+import { askChoice } from "./modal-dialog.js";
 import { buyBundle, listBundles, purchaseOutcome, purchaseQuestion } from "./minutes-purchase.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -71,7 +72,10 @@ async function buy(event) {
   const form = $("buy-form");
   const chosen = form.querySelector("input[name=bundle]:checked");
   if (!chosen) return;
-  if (!confirm(purchaseQuestion(chosen.dataset.label, paymentMethod))) return;
+  // Price, VAT and total, and how it is paid, before anything is bought (R-M2).
+  $("purchase-text").textContent = purchaseQuestion(chosen.dataset.label, paymentMethod);
+  const choice = await askChoice($("purchase-dialog"), { focus: "buy", returnFocus: $("buy-button") }).answer;
+  if (choice !== "buy") return;
   announce(notice, "");
   announce(pageError, "");
   const reply = await submitting(form, () => buyBundle(Number(chosen.value)));
