@@ -2,7 +2,7 @@
 // bundle, calls open now (pushed by the server), usage by day, clinician and call (each
 // call names its client and opens its appointment), purchases.
 import { get, post, put, submitting } from "./api.js";
-import { announce, el, formatDate, formatDateTime, isoDate, wallClock } from "./shell.js";
+import { announce, el, formatCalendarDay, formatDateTime, isoDate, parseIsoDate, wallClock } from "./shell.js";
 import { formatBalance, formatDuration, pounds } from "./minutes-format.js";
 import { askChoice } from "./modal-dialog.js";
 import { buyBundle, listBundles, purchaseOutcome, purchaseQuestion } from "./minutes-purchase.js";
@@ -162,8 +162,8 @@ async function loadUsage() {
 }
 
 // "2026-11-02" as "Mon 2 Nov" (the day of the usage, not an instant: no time zone).
-function dayLabel(day, options = { weekday: "short", day: "numeric", month: "short" }) {
-  return formatDate(`${day}T12:00:00Z`, { timeZone: "UTC", year: undefined, ...options });
+function dayLabel(day, options) {
+  return formatCalendarDay(parseIsoDate(day), options);
 }
 
 export function drawChart(days, svg = $("usage-chart")) {
