@@ -18,36 +18,14 @@ the clinician's page (staff session, the practice's own appointment).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 
 from aiohttp import web
 
 from server.appkeys import DB
 from server.pages import WEB_DIR, own_appointment_in_path, path_uuid, signed_in_viewer
+from server.security_headers import PAGE_KIND, PageKind
 
 CALL_DIR = WEB_DIR / "call"
-
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; media-src 'self' blob: mediastream:; frame-ancestors 'none'; "
-    "base-uri 'none'; form-action 'self'"
-)
-# Pages about a consultation: never cached, never framed; the camera and microphone only
-# for this origin.
-_COMMON_HEADERS: Mapping[str, str] = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": _CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=()",
-}
-# The client's URL holds the link token: keep it out of referrers and search engines.
-CLIENT_PAGE_HEADERS: Mapping[str, str] = {
-    **_COMMON_HEADERS,
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-}
-CLINICIAN_PAGE_HEADERS: Mapping[str, str] = {**_COMMON_HEADERS, "Referrer-Policy": "same-origin"}
 
 
 @functools.cache
@@ -56,14 +34,12 @@ def _page_text(name: str) -> str:
     return (CALL_DIR / name).read_text(encoding="utf-8")
 
 
-def _html(name: str, headers: Mapping[str, str], status: int = 200) -> web.Response:
-    return web.Response(
-        text=_page_text(name),
-        status=status,
-        content_type="text/html",
-        charset="utf-8",
-        headers=dict(headers),
-    )
+def _call_page(text: str) -> web.Response:
+    # Its headers (never cached or framed; camera and microphone for this origin only; for
+    # the client's, no referrer: its URL holds the link token) come from security_headers.
+    response = web.Response(text=text, content_type="text/html", charset="utf-8")
+    response[PAGE_KIND] = PageKind.CALL
+    return response
 
 
 def client_page() -> web.Response:
@@ -73,7 +49,7 @@ def client_page() -> web.Response:
     (``POST /api/links/{token}/join``); a link that dies meanwhile still shows "This call
     is no longer available" there.
     """
-    return _html("client.html", CLIENT_PAGE_HEADERS)
+    return _call_page(_page_text("client.html"))
 
 
 def _not_found() -> web.Response:
@@ -90,7 +66,6 @@ def _not_found() -> web.Response:
         status=404,
         content_type="text/html",
         charset="utf-8",
-        headers=dict(CLINICIAN_PAGE_HEADERS),
     )
 
 
@@ -98,7 +73,7 @@ async def clinician_page(request: web.Request) -> web.StreamResponse:
     viewer = await signed_in_viewer(request)
     if not await own_appointment_in_path(request, viewer):
         return _not_found()
-    return _html("clinician.html", CLINICIAN_PAGE_HEADERS)
+    return _call_page(_page_text("clinician.html"))
 
 
 async def call_page_by_id(request: web.Request) -> web.StreamResponse:

@@ -165,3 +165,8 @@ async def make_due_now(db: asyncpg.Pool, message_ids: list[uuid.UUID]) -> None:
         "UPDATE outbox_messages SET next_attempt_at = now() WHERE id = ANY($1::uuid[])",
         message_ids,
     )
+
+
+async def prefer_channel(db: asyncpg.Pool, client_id: uuid.UUID, channel: str) -> None:
+    """The client's preferred channel (``email`` | ``sms``), as their page would set it."""
+    await db.execute("UPDATE clients SET preferred_channel = $2 WHERE id = $1", client_id, channel)

@@ -18,7 +18,6 @@ import html
 import re
 import string
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -31,17 +30,8 @@ from server.diary.appointments import AppointmentForCall
 from server.diary.links import NOT_AVAILABLE_MESSAGE, LinkSigner
 from server.diary.templates import local_date, local_time
 from server.http import ApiError, json_response
-
-# The token is in the URL: keep it out of caches, referrers and search engines.
-_PRIVATE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-}
-_PAGE_HEADERS = {
-    **_PRIVATE_HEADERS,
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
-}
+from server.pages import WEB_DIR
+from server.security_headers import PAGE_KIND, PageKind
 
 
 async def _lookup(request: web.Request) -> tuple[AppointmentForCall, bool] | None:
@@ -78,18 +68,18 @@ def _details(appointment: AppointmentForCall, available: bool) -> dict[str, Any]
 async def link_status(request: web.Request) -> web.Response:
     found = await _lookup(request)
     if found is None:
-        raise ApiError(404, "link_not_found", NOT_AVAILABLE_MESSAGE, headers=_PRIVATE_HEADERS)
+        raise ApiError(404, "link_not_found", NOT_AVAILABLE_MESSAGE)
     _appointment, available = found
     # A dead link is 410 Gone, as its page and its join are; the body still says when the
     # appointment was and whom to phone.
-    response = json_response(_details(*found), status=200 if available else 410)
-    response.headers.update(_PRIVATE_HEADERS)
-    return response
+    # Its headers (no-store, no referrer, noindex: the URL holds the token) come from
+    # server/security_headers.py, as every response's.
+    return json_response(_details(*found), status=200 if available else 410)
 
 
 @functools.cache
 def _page_template() -> string.Template:
-    return string.Template(resources.files("web").joinpath("client/link.html").read_text())
+    return string.Template((WEB_DIR / "client" / "link.html").read_text(encoding="utf-8"))
 
 
 def _cell(label: str, value: str) -> str:
@@ -111,9 +101,11 @@ def _page(status: str, heading: str, rows: list[tuple[str, str]], http_status: i
     text = _page_template().substitute(
         title=html.escape(heading), heading=html.escape(heading), status=status, details=details
     )
-    return web.Response(
-        text=text, status=http_status, content_type="text/html", headers=_PAGE_HEADERS
+    response = web.Response(
+        text=text, status=http_status, content_type="text/html", charset="utf-8"
     )
+    response[PAGE_KIND] = PageKind.NO_SCRIPT  # its headers: server/security_headers.py
+    return response
 
 
 async def link_page(request: web.Request) -> web.Response:

@@ -1,7 +1,9 @@
 """Which client messages a diary change queues (R-B3, R-B4): pure, no I/O.
 
-Email goes to the client's email and SMS to their phone; a channel the client has no
-address for, or whose template the practice switched off, is skipped.
+Email goes to the client's email and SMS to their phone. Each message goes once, by the
+client's preferred channel; by the other one when the client has no address for the
+preferred channel or the practice switched that channel's template off for this message.
+A client with no usable channel gets nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ class MessageContext:
     def recipient(self, channel: Channel) -> str | None:
         return self.client.email if channel is Channel.EMAIL else self.client.phone
 
+    def channel_for(self, trigger: Trigger) -> Channel | None:
+        """The client's preferred channel when it can carry this message, else the other."""
+        usable = [
+            channel
+            for channel in Channel
+            if self.recipient(channel) and self.templates[(trigger, channel)].enabled
+        ]
+        for channel in usable:
+            if channel.value == self.client.preferred_channel:
+                return channel
+        return usable[0] if usable else None
+
     def facts(self, starts_at: datetime) -> AppointmentFacts:
         return AppointmentFacts(
             client_name=self.client.name,
@@ -62,30 +76,29 @@ def _messages(
     series_id: uuid.UUID | None = None,
     **extra: str,
 ) -> list[NewMessage]:
-    values = placeholder_values(context.facts(appointment.starts_at), **extra)
-    queued: list[NewMessage] = []
-    for channel in Channel:
-        template = context.templates[(trigger, channel)]
-        recipient = context.recipient(channel)
-        if not template.enabled or not recipient:
-            continue
-        rendered = prepare(template, values)
-        queued.append(
-            NewMessage(
-                id=uuid.uuid4(),
-                practice_id=context.practice.id,
-                appointment_id=appointment.appointment_id,
-                series_id=series_id,
-                link_id=appointment.link_id,
-                trigger=trigger,
-                channel=channel,
-                recipient=recipient,
-                subject=rendered.subject,
-                body=rendered.body,
-                send_at=send_at,
-            )
+    channel = context.channel_for(trigger)
+    recipient = context.recipient(channel) if channel else None
+    if channel is None or not recipient:
+        return []
+    rendered = prepare(
+        context.templates[(trigger, channel)],
+        placeholder_values(context.facts(appointment.starts_at), **extra),
+    )
+    return [
+        NewMessage(
+            id=uuid.uuid4(),
+            practice_id=context.practice.id,
+            appointment_id=appointment.appointment_id,
+            series_id=series_id,
+            link_id=appointment.link_id,
+            trigger=trigger,
+            channel=channel,
+            recipient=recipient,
+            subject=rendered.subject,
+            body=rendered.body,
+            send_at=send_at,
         )
-    return queued
+    ]
 
 
 def confirmation(

@@ -342,6 +342,7 @@ async def test_the_clinician_runs_the_whole_call_with_the_keyboard_alone(
     booked = await book_video_appointment(db, practice, live_server.config)
     async with two_people(new_context, live_server, practice.clinician.email) as people:
         clinician, client = people.clinician, people.client
+        await clinician.set_viewport_size({"width": 768, "height": 1024})  # a tablet, portrait
         await clinician.goto(live_server.at(booked.clinician_page), wait_until="domcontentloaded")
         await expect(clinician.get_by_role("heading", name="Waiting room")).to_be_visible()
         await client.goto(live_server.at(booked.link_path), wait_until="domcontentloaded")
@@ -371,6 +372,8 @@ async def test_the_clinician_runs_the_whole_call_with_the_keyboard_alone(
         )
         await clinician.keyboard.press("Enter")
         await expect(clinician.locator("body")).to_have_attribute("data-screen", "call")
+        await expect_video_playing(clinician.locator("#remote-video"))
+        await check_screen(clinician, "tablet-768-clinician-in-call")
 
         hang_up = clinician.get_by_role("button", name="Hang up")
         await tab_to(clinician, hang_up)
@@ -390,6 +393,7 @@ async def test_the_clinician_runs_the_whole_call_with_the_keyboard_alone(
         await expect(
             client.get_by_role("heading", name="Your appointment has ended")
         ).to_be_visible()
+        await check_screen(clinician, "tablet-768-clinician-ended")
         await tab_to(clinician, clinician.get_by_role("link", name="Back to the diary"))
         await clinician.keyboard.press("Enter")
         await expect(clinician).to_have_url(re.compile(r"/diary(\?|$)"))

@@ -14,10 +14,11 @@ from server.wallet.usage import record_usage
 from tests.support import PracticeFixture
 from tests.wallet_fixtures import Reading, make_call
 
-pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility")
+pytest.register_assert_rewrite("tests.e2e.browser", "tests.e2e.accessibility", "tests.e2e.keyboard")
 
-from tests.e2e.accessibility import assert_accessible  # noqa: E402
+from tests.e2e.accessibility import assert_accessible, check_screen  # noqa: E402
 from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
+from tests.e2e.keyboard import expect_focus_kept_in  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
 pytestmark = pytest.mark.browser
@@ -82,6 +83,40 @@ async def test_the_dashboard_is_reached_from_the_navigation_and_names_each_calls
     await expect(today_bar).not_to_be_focused()
     await screenshot(page, "minutes-dashboard")
     await assert_accessible(page, "video minutes dashboard")
+
+    # R-M2: buying asks first, with the price and VAT, then credits the practice once; the
+    # question and the purchase are the same as on the clinician's pre-call screen.
+    buy = page.get_by_role("button", name="Buy now")
+    await buy.click()
+    question = page.get_by_role("dialog", name="Buy video minutes")
+    await expect(question).to_contain_text("Buy 300 minutes")
+    await expect(question).to_contain_text("£3.60")
+    await check_screen(page, "minutes-buy-dialog")
+    await expect(question.get_by_role("button", name="Buy now")).to_be_focused()
+    await expect_focus_kept_in(page, question)
+    await page.keyboard.press("Escape")  # nothing bought; the focus back on Buy now
+    await expect(question).to_be_hidden()
+    await expect(buy).to_be_focused()
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM minute_purchases WHERE practice_id = $1", practice.id
+        )
+        == 0
+    )
+    await page.keyboard.press("Enter")
+    await expect(question.get_by_role("button", name="Buy now")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#notice")).to_have_text(
+        "300 minutes added. The balance is now 297 min."
+    )
+    await expect(page.locator("#notice")).to_have_attribute("data-tone", "success")
+    await expect(page.get_by_test_id("balance")).to_have_text("297 min")
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM minute_purchases WHERE practice_id = $1", practice.id
+        )
+        == 1
+    )
 
     await link.click()
     await expect(page).to_have_url(live_server.at(f"/appointments/{appointment_id}"))

@@ -28,6 +28,7 @@ from tests.diary_fixtures import (
     make_due_now,
     make_worker,
     next_weekday_at,
+    prefer_channel,
     running_smtp_server,
     tokens_in,
     wait_for,
@@ -79,7 +80,7 @@ async def test_series_confirmation_carries_the_first_link_only(
     start = next_weekday_at(10, days_ahead=3)
     booking = await book(client, practice, start, **_weekly(start, 4))
     caplog.set_level(logging.INFO, logger="server.diary.delivery")
-    assert await make_worker(db, config).send_due() == 2  # email + SMS confirmation
+    assert await make_worker(db, config).send_due() == 1  # by email, the client's choice
     (mail,) = smtp_server.received
     assert mail["To"] == practice.client.email
     assert mail["Subject"] == "Your video appointments with Dr Cole"
@@ -89,11 +90,57 @@ async def test_series_confirmation_carries_the_first_link_only(
     assert first_url in text
     assert "4 video appointments" in text
     assert f"at {local_time(start, 'Europe/London')}" in text
-    # The SMS went through the development adapter, with the same single link.
+    # The client has a mobile too, but prefers email: no text message as well.
+    assert not [r for r in caplog.records if r.getMessage().startswith("SMS ")]
+    assert (await _statuses(db))[("recurring_video_appointment_booked", "sent")] == 1
+
+
+async def test_a_client_who_prefers_text_messages_gets_them_and_no_email(
+    client: ApiClient,
+    practice: PracticeFixture,
+    db: asyncpg.Pool,
+    config: Config,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # R-B3, R-B4 by the client's preferred channel: the series' confirmation (first link
+    # only) and each reminder go by SMS, and nothing by email, though they have an email.
+    await prefer_channel(db, practice.client.id, "sms")
+    start = next_weekday_at(10, days_ahead=3)
+    booking = await book(client, practice, start, **_weekly(start, 2))
+    rows = await db.fetch("SELECT trigger, channel FROM outbox_messages ORDER BY send_at")
+    assert {r["channel"] for r in rows} == {"sms"}
+    assert [r["trigger"] for r in rows] == ["recurring_video_appointment_booked"] + [
+        "appointment_reminder"
+    ] * 2
+    caplog.set_level(logging.INFO, logger="server.diary.delivery")
+    assert await make_worker(db, config).send_due() == 1
+    assert smtp_server.received == []
     sms = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SMS ")]
-    assert len(sms) == 1 and tokens_in(sms[0]) == tokens_in(text)
+    first_token = booking["appointments"][0]["video_url"].rsplit("/", 1)[1]
+    assert len(sms) == 1 and tokens_in(sms[0]) == [first_token]
     assert practice.client.phone is not None and practice.client.phone in sms[0]
-    assert (await _statuses(db))[("recurring_video_appointment_booked", "sent")] == 2
+
+
+async def test_the_other_channel_carries_a_message_whose_preferred_template_is_off(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool
+) -> None:
+    # The practice switched off the SMS confirmation: an SMS-preferring client still hears,
+    # by email; the reminder (its SMS template on) still goes by SMS. Once each.
+    await prefer_channel(db, practice.client.id, "sms")
+    headers = await login_as(client, practice, "site_admin")
+    response = await client.put(
+        "/api/message-templates/video_appointment_booked/sms",
+        json={"body": "Booked {date} {time}: {video_link}", "enabled": False},
+        headers=headers,
+    )
+    assert response.status == 200, await response.text()
+    await book(client, practice, next_weekday_at(10))
+    rows = await db.fetch("SELECT trigger, channel FROM outbox_messages ORDER BY send_at")
+    assert [(r["trigger"], r["channel"]) for r in rows] == [
+        ("video_appointment_booked", "email"),
+        ("appointment_reminder", "sms"),
+    ]
 
 
 async def test_each_reminder_carries_its_own_sessions_link(
@@ -238,11 +285,11 @@ async def test_two_worker_processes_send_each_message_exactly_once(
     outputs = await asyncio.gather(*(p.communicate() for p in processes))
     assert [p.returncode for p in processes] == [0, 0]
     handled = [int(out.decode().strip()) for out, _ in outputs]
-    assert sum(handled) == 62  # 31 emails + 31 SMS, each handled by exactly one process
+    assert sum(handled) == 31  # each of the 31 emails handled by exactly one process
     ids = Counter(_message_id(m["Message-ID"]) for m in smtp_server.received)
     assert len(ids) == due_email and set(ids.values()) == {1}
     assert await _statuses(db) == Counter(
-        {("recurring_video_appointment_booked", "sent"): 2, ("appointment_reminder", "sent"): 60}
+        {("recurring_video_appointment_booked", "sent"): 1, ("appointment_reminder", "sent"): 30}
     )
 
 
@@ -288,7 +335,7 @@ async def test_a_worker_dying_mid_send_is_covered_by_another_after_the_lease(
     # R-B6: a claim whose worker died (claimed, never recorded) lapses and is retried.
     await book(client, practice, next_weekday_at(10))
     dead_claim = await outbox.claim_due(db, 10, lease_seconds=0.6)
-    assert len(dead_claim) == 2
+    assert len(dead_claim) == 1
     worker = make_worker(db, config)
     assert await worker.send_due() == 0  # still leased to the dead worker
     assert smtp_server.received == []
@@ -337,9 +384,10 @@ async def test_cancelling_cancels_the_reminder_and_sends_a_cancellation(
     cancellation = next(m for m in smtp_server.received if "cancelled" in m["Subject"])
     assert tokens_in(body_text(cancellation)) == []
     statuses = await _statuses(db)
-    assert statuses[("appointment_reminder", "cancelled")] == 2
-    assert statuses[("video_appointment_booked", "cancelled")] == 2
-    assert statuses[("appointment_cancelled", "sent")] == 2
+    # One of each: the client prefers email (and has a mobile too).
+    assert statuses[("appointment_reminder", "cancelled")] == 1
+    assert statuses[("video_appointment_booked", "cancelled")] == 1
+    assert statuses[("appointment_cancelled", "sent")] == 1
 
 
 async def test_moving_moves_the_reminder_and_keeps_the_link(

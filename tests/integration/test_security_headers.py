@@ -101,3 +101,44 @@ async def test_the_login_redirect_stays_on_the_site(
         response = await client.get(f"/login?{query}", allow_redirects=False)
         assert response.status == 302
         assert response.headers["Location"] == "/diary"
+
+
+async def test_call_pages_get_the_camera_and_token_urls_no_referrer(
+    client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, config: Config
+) -> None:
+    # Page headers come from one place: only the call pages may use the camera and
+    # microphone; every URL with a client's link token goes unreferred and unindexed.
+    live = await book_video(db, practice, config, minutes=30, starts_at=datetime.now(UTC))
+    client_page = await client.get(f"/v/{live.link_token}")
+    assert client_page.status == 200
+    assert "media-src 'self' blob: mediastream:" in client_page.headers["Content-Security-Policy"]
+    assert client_page.headers["Permissions-Policy"].startswith("camera=(self), microphone=(self)")
+    dead = await book_video(
+        db, practice, config, minutes=30, starts_at=datetime.now(UTC) - timedelta(days=2)
+    )
+    for response in (
+        client_page,
+        await client.get(f"/v/{dead.link_token}"),
+        await client.get(f"/api/links/{dead.link_token}"),
+        await client.get("/v/not-a-token"),
+    ):
+        assert response.headers["Referrer-Policy"] == "no-referrer", response.url
+        assert response.headers["X-Robots-Tag"] == "noindex", response.url
+    dead_page = await client.get(f"/v/{dead.link_token}")
+    # Its styles are a stylesheet of the one web root: no inline style needs allowing.
+    policy = dead_page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in policy and "script-src" not in policy
+    assert "default-src 'none'" in policy and "style-src 'self'" in policy
+    assert 'href="/static/css/call.css"' in await dead_page.text()
+    assert dead_page.headers["Permissions-Policy"].startswith("camera=()")
+
+    staff = await login(client, practice.clinician.email)
+    clinician = await client.get(f"/appointments/{live.appointment_id}/video", headers=staff)
+    assert clinician.status == 200
+    assert "mediastream:" in clinician.headers["Content-Security-Policy"]
+    assert clinician.headers["Permissions-Policy"].startswith("camera=(self)")
+    assert clinician.headers["Referrer-Policy"] == "same-origin"
+    diary = await client.get("/diary", headers=staff)
+    assert diary.status == 200
+    assert diary.headers["Permissions-Policy"].startswith("camera=(), microphone=()")
+    assert "mediastream:" not in diary.headers["Content-Security-Policy"]

@@ -21,6 +21,7 @@ from tests.diary_fixtures import (
     make_due_now,
     make_worker,
     next_weekday_at,
+    prefer_channel,
     running_smtp_server,
 )
 from tests.providers import twilio_fake
@@ -81,6 +82,7 @@ async def _sms(db: asyncpg.Pool) -> list[asyncpg.Record]:
 async def _send_confirmation(
     client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture, config: Config
 ) -> uuid.UUID:
+    await prefer_channel(db, practice.client.id, "sms")  # they have an email too
     await book(client, practice, next_weekday_at(10, days_ahead=5))
     confirmation = (await _sms(db))[0]
     await make_due_now(db, [confirmation["id"]])
@@ -157,6 +159,7 @@ async def test_twilio_5xx_is_retried_and_a_refused_number_fails_for_good(
     twilio: FakeTwilio,
 ) -> None:
     twilio.fail_next = [503]
+    await prefer_channel(db, practice.client.id, "sms")  # they have an email too
     await book(client, practice, next_weekday_at(10, days_ahead=5))
     confirmation = (await _sms(db))[0]
     await make_due_now(db, [confirmation["id"]])

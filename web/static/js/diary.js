@@ -4,7 +4,7 @@
 import { get } from "./api.js";
 import { createAppointmentModal } from "./modal.js";
 import { outcomeText } from "./outcome.js";
-import { el, formatTime, hhmm, isoDate, user, wallClock, zonedInstant } from "./shell.js";
+import { el, formatCalendarDay as dayLabel, formatTime, hhmm, isoDate, parseIsoDate as parseDate, user, wallClock, zonedInstant } from "./shell.js";
 
 const DAY_START_HOUR = 7;
 const DAY_END_HOUR = 20;
@@ -26,10 +26,6 @@ function mondayOf(date) {
   return addDays(date, -weekday);
 }
 const dateKey = (d) => isoDate(d.year, d.month, d.day);
-function parseDate(text) {
-  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
-  return match ? { year: +match[1], month: +match[2], day: +match[3] } : null;
-}
 
 const params = new URLSearchParams(location.search);
 const today = wallClock(new Date());
@@ -40,11 +36,6 @@ const state = {
   types: [],
 };
 
-function dayLabel(date, options) {
-  return new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", ...options }).format(
-    new Date(Date.UTC(date.year, date.month - 1, date.day)),
-  );
-}
 
 function showError(message) {
   errorNode.textContent = message;

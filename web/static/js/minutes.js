@@ -2,14 +2,15 @@
 // bundle, calls open now (pushed by the server), usage by day, clinician and call (each
 // call names its client and opens its appointment), purchases.
 import { get, post, put, submitting } from "./api.js";
-import { announce, el, formatDate, formatDateTime, isoDate, wallClock } from "./shell.js";
+import { announce, el, formatCalendarDay, formatDateTime, isoDate, parseIsoDate, wallClock } from "./shell.js";
 import { formatBalance, formatDuration, pounds } from "./minutes-format.js";
+import { askChoice } from "./modal-dialog.js";
+import { buyBundle, listBundles, purchaseOutcome, purchaseQuestion } from "./minutes-purchase.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const notice = $("notice");
 const pageError = $("minutes-error");
-let buyKey = null; // one idempotency key per purchase attempt: a double click reuses it
 let liveCalls = [];
 let clockSkewMs = 0; // server clock minus ours, so ticking durations match the server
 let paymentMethod = "direct_debit";
@@ -40,7 +41,7 @@ async function loadSummary() {
 }
 
 async function loadBundles() {
-  const data = await get("/api/minutes/bundles");
+  const data = await listBundles();
   $("bundles").replaceChildren(
     el("legend", { text: "Bundle (1p a minute, plus VAT)" }),
     ...data.bundles.map((bundle, index) =>
@@ -71,32 +72,17 @@ async function buy(event) {
   const form = $("buy-form");
   const chosen = form.querySelector("input[name=bundle]:checked");
   if (!chosen) return;
-  if (paymentMethod === "direct_debit" && !confirm(`Buy ${chosen.dataset.label}? It is charged to the practice's Direct Debit.`)) return;
-  buyKey = buyKey || `buy-${crypto.randomUUID()}`;
+  // Price, VAT and total, and how it is paid, before anything is bought (R-M2).
+  $("purchase-text").textContent = purchaseQuestion(chosen.dataset.label, paymentMethod);
+  const choice = await askChoice($("purchase-dialog"), { focus: "buy", returnFocus: $("buy-button") }).answer;
+  if (choice !== "buy") return;
   announce(notice, "");
-  let failure = null;
-  const data = await submitting(form, async () => {
-    try {
-      return await post("/api/minutes/purchases", { bundle_minutes: Number(chosen.value), idempotency_key: buyKey });
-    } catch (error) {
-      failure = error;
-      throw error;
-    }
-  });
-  if (!data) {
-    // A network failure keeps the key: trying again cannot buy twice.
-    if (failure && failure.status && failure.status < 500) buyKey = null;
-    return;
-  }
-  const purchase = data.purchase;
-  if (purchase.status === "awaiting_approval" && purchase.approve_url) {
-    location.assign(purchase.approve_url); // PayPal: approve there, come back here
-    return;
-  }
-  buyKey = null; // settled or pending: the next click is a new purchase
-  if (purchase.status === "credited") announce(notice, `${purchase.bundle_minutes} minutes added. The balance is now ${data.balance_display}.`);
-  else if (purchase.status === "failed") announce(pageError, `The payment failed: ${purchase.failure_reason || "no reason was given"}.`);
-  else announce(notice, data.message || "The payment is being confirmed.", "warning");
+  announce(pageError, "");
+  const reply = await submitting(form, () => buyBundle(Number(chosen.value)));
+  if (!reply) return; // refused or unreachable: shown on the form, the key kept for a retry
+  const outcome = purchaseOutcome(reply);
+  if (reply.leaving) return announce(notice, outcome.text, outcome.tone);
+  announce(outcome.tone === "failure" ? pageError : notice, outcome.text, outcome.tone);
   await Promise.all([loadSummary(), loadPurchases()]);
 }
 
@@ -176,8 +162,8 @@ async function loadUsage() {
 }
 
 // "2026-11-02" as "Mon 2 Nov" (the day of the usage, not an instant: no time zone).
-function dayLabel(day, options = { weekday: "short", day: "numeric", month: "short" }) {
-  return formatDate(`${day}T12:00:00Z`, { timeZone: "UTC", year: undefined, ...options });
+function dayLabel(day, options) {
+  return formatCalendarDay(parseIsoDate(day), options);
 }
 
 export function drawChart(days, svg = $("usage-chart")) {

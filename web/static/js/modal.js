@@ -4,7 +4,7 @@
 import { get, post, showError, clearErrors, submitting } from "./api.js";
 import { askNewClient } from "./client-form.js";
 import { outcomeText } from "./outcome.js";
-import { announce, el, user, formatDateTime, hhmm, isoDate, wallClock, zonedInstant } from "./shell.js";
+import { announce, el, user, formatDateTime, hhmm, isoDate, parseIsoDate as parseDate, wallClock, zonedInstant } from "./shell.js";
 import { openModal } from "./modal-dialog.js";
 
 const WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -18,10 +18,6 @@ function debounce(fn, ms) {
   };
 }
 
-function parseDate(text) {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
-  return m ? { year: +m[1], month: +m[2], day: +m[3] } : null;
-}
 function parseTime(text) {
   const m = /^(\d{2}):(\d{2})/.exec(text || "");
   return m ? { hour: +m[1], minute: +m[2] } : null;

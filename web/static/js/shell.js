@@ -72,6 +72,16 @@ export function zonedInstant(year, month, day, hour, minute, zone = timeZone) {
 const pad = (n) => String(n).padStart(2, "0");
 export const isoDate = (y, m, d) => `${y}-${pad(m)}-${pad(d)}`;
 export const hhmm = (h, m) => `${pad(h)}:${pad(m)}`;
+/** A calendar day ({year, month, day}: no instant, so no time zone) the practice's way. */
+export function formatCalendarDay(date, options) {
+  return new Intl.DateTimeFormat("en-GB", { timeZone: "UTC", ...options }).format(new Date(Date.UTC(date.year, date.month - 1, date.day)));
+}
+
+/** "2026-12-15" (a date input's value) as {year, month, day}; anything else is null. */
+export function parseIsoDate(text) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
+  return match ? { year: +match[1], month: +match[2], day: +match[3] } : null;
+}
 
 // A calendar day (YYYY-MM-DD, no time zone: a date of birth) as the practice writes it.
 export function formatDay(iso) {

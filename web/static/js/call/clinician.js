@@ -12,6 +12,7 @@ import { askChoice } from "./dialogs.js";
 import { LevelMeter, openDevices } from "./media.js";
 import { LEVEL_ORDER, describe, levelOf } from "./quality.js";
 import { CallSession } from "./session.js";
+import { buyBundle, listBundles, purchaseOutcome, purchaseQuestion } from "../minutes-purchase.js";
 import { $, ApiFailure, formatDuration, requestJson, setText, showScreen } from "./ui.js";
 
 const appointmentId = location.pathname.split("/")[2] || "";
@@ -98,64 +99,37 @@ function bundleOffer(bundles) {
       button.className = "button bundle";
       button.dataset.minutes = String(bundle.minutes);
       button.textContent = `Buy ${bundle.label}`;
-      button.addEventListener("click", () => buyBundle(bundle, button, status));
+      button.addEventListener("click", () => buyFromOffer(bundle, button, status));
       item.append(button);
       list.append(item);
     }
   };
   if (bundles) fill(bundles);
   else {
-    requestJson("GET", "/api/minutes/bundles")
+    listBundles({ signInAgain: false })
       .then((answer) => fill(answer.bundles))
       .catch((error) => (status.textContent = error.message));
   }
   return offer;
 }
 
-async function buyBundle(bundle, button, status) {
-  // Price, VAT and total are shown before the purchase (R-M2); Direct Debit confirms in
-  // a dialog, PayPal approves on PayPal's site.
-  setText("#purchase-text", `Buy ${bundle.label}? The minutes are added to the practice's balance straight away once the payment is confirmed.`);
+async function buyFromOffer(bundle, button, status) {
+  // Price, VAT and total are shown before the purchase (R-M2); the purchase itself is the
+  // minutes dashboard's (minutes-purchase.js): same key per attempt, same PayPal hand-off.
+  setText("#purchase-text", purchaseQuestion(bundle.label));
   const choice = await askChoice(/** @type {HTMLDialogElement} */ ($("#purchase-dialog")), { focus: "buy" }).answer;
   if (choice !== "buy") return;
   button.disabled = true;
   status.textContent = "Buying…";
   try {
-    const reply = await requestJson("POST", "/api/minutes/purchases", {
-      bundle_minutes: bundle.minutes,
-      idempotency_key: purchaseKey(bundle.minutes),
-    });
-    const purchase = reply.purchase;
-    if (purchase.status === "awaiting_approval" && purchase.approve_url) {
-      status.textContent = "Taking you to PayPal…";
-      location.assign(purchase.approve_url);
-      return;
-    }
-    if (purchase.status === "credited") {
-      status.textContent = `Bought. New balance: ${reply.balance_display}.`;
-      forgetPurchaseKey(bundle.minutes);
-      setTimeout(() => startVideo(false), 600);
-      return;
-    }
-    status.textContent = reply.message || `The purchase is ${purchase.status.replace("_", " ")}.`;
+    const reply = await buyBundle(bundle.minutes, { signInAgain: false });
+    status.textContent = purchaseOutcome(reply).text;
+    if (reply.purchase.status === "credited") setTimeout(() => startVideo(false), 600);
   } catch (error) {
     status.textContent = error.message;
   } finally {
     button.disabled = false;
   }
-}
-
-// One idempotency key per bundle until it succeeds: a double click or a retry after a
-// timeout sends the same key, so the wallet never charges twice.
-const purchaseKeys = new Map();
-function purchaseKey(minutes) {
-  if (!purchaseKeys.has(minutes)) {
-    purchaseKeys.set(minutes, `call-${crypto.randomUUID().replaceAll("-", "")}`);
-  }
-  return purchaseKeys.get(minutes);
-}
-function forgetPurchaseKey(minutes) {
-  purchaseKeys.delete(minutes);
 }
 
 // --- waiting room -----------------------------------------------------------------------
