@@ -6,14 +6,16 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
 from server.config import Config, SmtpConfig
 from server.diary.delivery import SmtpEmailSender
 from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
-from tests.support import ApiClient, PracticeFixture, login, login_as
+from tests.support import PASSWORD, ApiClient, PracticeFixture, login, login_as
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 LINK = re.compile(r"/account/password#token=([A-Za-z0-9_-]+)")
@@ -197,3 +199,109 @@ async def test_the_pages_are_served_without_a_session(client: ApiClient) -> None
     for path in ("/login/forgot", "/account/password"):
         page = await client.get(path)
         assert page.status == 200 and "password.js" in await page.text()
+
+
+async def _invite(client: ApiClient, practice: PracticeFixture, email: str) -> dict[str, Any]:
+    invite = {"email": email, "name": "Dr Pending", "roles": ["clinician"]}
+    headers = await login_as(client, practice, "site_admin")
+    response = await client.post("/api/users/invite", json=invite, headers=headers)
+    assert response.status == 201, await response.text()
+    user: dict[str, Any] = await response.json()
+    assert user["password_set"] is False
+    return user
+
+
+async def test_a_resent_invitation_replaces_the_old_link(
+    client: ApiClient, practice: PracticeFixture, smtp_server: SmtpServer
+) -> None:
+    email = "pending@example.test"
+    user = await _invite(client, practice, email)
+    first = _token_sent_to(smtp_server, email)
+    admin = await login_as(client, practice, "site_admin")
+    resent = await client.post(f"/api/users/{user['id']}/invite", headers=admin)
+    assert resent.status == 202, await resent.text()
+    second = _token_sent_to(smtp_server, email)
+    assert first != second and len(smtp_server.to(email)) == 2
+    assert await _set_password(client, first) == 400  # the old link stopped working
+    assert await _set_password(client, second) == 200
+    listed = await (await client.get("/api/users", headers=admin)).json()
+    assert [u["password_set"] for u in listed if u["email"] == email] == [True]
+    # Once a password is set there is nothing to resend: Forgot password is for that.
+    again = await client.post(f"/api/users/{user['id']}/invite", headers=admin)
+    assert again.status == 409 and len(smtp_server.to(email)) == 2
+
+
+async def test_resend_is_for_site_admins_and_their_own_practice(
+    client: ApiClient,
+    practice: PracticeFixture,
+    other_practice: PracticeFixture,
+    smtp_server: SmtpServer,
+) -> None:
+    user = await _invite(client, practice, "pending2@example.test")
+    clerk = await login_as(client, practice, "receptionist")
+    client.session.cookie_jar.clear()
+    refused = await client.post(f"/api/users/{user['id']}/invite", headers=clerk)
+    assert refused.status == 403
+    outsider = await login_as(client, other_practice, "site_admin")
+    client.session.cookie_jar.clear()
+    hidden = await client.post(f"/api/users/{user['id']}/invite", headers=outsider)
+    assert hidden.status == 404
+    assert len(smtp_server.to("pending2@example.test")) == 1
+
+
+async def test_no_email_no_new_invitation_link(
+    client: ApiClient, practice: PracticeFixture, smtp_server: SmtpServer
+) -> None:
+    email = "pending3@example.test"
+    user = await _invite(client, practice, email)
+    first = _token_sent_to(smtp_server, email)
+    smtp_server.handler.refusals.append("451 4.3.0 Try again later")
+    admin = await login_as(client, practice, "site_admin")
+    response = await client.post(f"/api/users/{user['id']}/invite", headers=admin)
+    assert response.status == 503
+    assert await _set_password(client, first) == 200  # the old link still works
+
+
+async def _change(
+    client: ApiClient, headers: dict[str, str], current: str, new: str = NEW_PASSWORD
+) -> aiohttp.ClientResponse:
+    body = {"current_password": current, "new_password": new}
+    return await client.post("/api/password/change", json=body, headers=headers)
+
+
+async def test_changing_ones_password_ends_the_other_sessions_only(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    user = practice.user("clinician")
+    elsewhere = await login(client, user.email)
+    here = await login(client, user.email)
+    client.session.cookie_jar.clear()
+    same = await _change(client, here, PASSWORD, PASSWORD)
+    assert same.status == 400 and (await same.json())["error"]["field"] == "new_password"
+    changed = await _change(client, here, PASSWORD)
+    assert changed.status == 200, await changed.text()
+    reply = await changed.json()
+    assert reply["other_sessions_ended"] is True
+    this_session = {"Authorization": f"Bearer {reply['token']}"}
+    assert (await client.get("/api/me", headers=this_session)).status == 200
+    assert (await client.get("/api/me", headers=elsewhere)).status == 401
+    assert await _login_status(client, user.email, PASSWORD) == 401
+    assert await _login_status(client, user.email, NEW_PASSWORD) == 200
+
+
+async def test_a_wrong_current_password_changes_nothing_and_is_throttled(
+    client: ApiClient, practice: PracticeFixture, config: Config, db: asyncpg.Pool
+) -> None:
+    user = practice.user("receptionist")
+    hashed = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user.id)
+    session = await login(client, user.email)
+    client.session.cookie_jar.clear()
+    for _ in range(config.login_failures_per_account):
+        wrong = await _change(client, session, "not-my-password")
+        assert wrong.status == 400
+        assert (await wrong.json())["error"]["field"] == "current_password"
+    throttled = await _change(client, session, PASSWORD)
+    assert throttled.status == 429 and "Retry-After" in throttled.headers
+    assert (await client.get("/api/me", headers=session)).status == 200  # nothing ended
+    stored = "SELECT password_hash FROM users WHERE id = $1"
+    assert await db.fetchval(stored, user.id) == hashed
