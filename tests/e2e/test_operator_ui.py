@@ -12,7 +12,7 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from server.config import Config, OutboxConfig, WebhooksConfig
 from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
-from tests.support import PracticeFixture
+from tests.support import PASSWORD, PracticeFixture
 from tests.webhook_receiver import WebhookReceiver
 
 pytest.register_assert_rewrite("tests.e2e.browser")
@@ -100,3 +100,55 @@ async def test_forgot_password_then_set_a_new_one_from_the_emailed_link(
     await page.get_by_label("Password").fill("browser-chosen-passphrase")
     await page.get_by_role("button", name="Log in").click()
     await expect(page).to_have_url(live_server.at("/diary"))
+
+
+@pytest.mark.browser
+async def test_site_admin_invites_resends_and_changes_their_own_password(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    smtp_server: SmtpServer,
+) -> None:
+    await log_in(browser_context, live_server, practice.admin.email)
+    await page.goto(live_server.at("/settings/users"), wait_until="domcontentloaded")
+    await page.get_by_role("button", name="Invite a user").click()
+    dialog = page.locator("#invite-dialog")
+    await dialog.get_by_label("Name").fill("Dr Invited")
+    await dialog.get_by_label("Email").fill("invited@example.test")
+    await dialog.get_by_label("Receptionist").check()
+    await dialog.get_by_role("button", name="Send invitation").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#users-status")).to_have_text(
+        "Invitation sent to invited@example.test."
+    )
+    row = page.locator("#users-table tbody tr", has_text="Dr Invited")
+    await expect(row).to_contain_text("invited")
+    assert len(smtp_server.to("invited@example.test")) == 1
+    await row.get_by_role("button", name="Resend the invitation to Dr Invited").click()
+    await expect(page.locator("#users-status")).to_contain_text("A new invitation was sent")
+    assert len(smtp_server.to("invited@example.test")) == 2
+    # Someone with a password has nothing to resend.
+    admin_row = page.locator("#users-table tbody tr", has_text=practice.admin.email)
+    await expect(admin_row.get_by_role("button", name=re.compile("Resend"))).to_have_count(0)
+    await screenshot(page, "users-invited")
+
+    await page.goto(live_server.at("/settings"), wait_until="domcontentloaded")
+    form = page.locator("#own-password-form")
+    await form.get_by_label("Current password").fill("not-my-password")
+    await form.get_by_label("New password").fill("a-new-admin-passphrase")
+    await form.get_by_role("button", name="Change password").click()
+    await expect(form.locator(".field-error")).to_contain_text("current password is wrong")
+    await form.get_by_label("Current password").fill(PASSWORD)
+    await form.get_by_role("button", name="Change password").click()
+    await expect(form.locator("[data-status]")).to_have_text(
+        "Password changed. Your other sessions have been logged out."
+    )
+    # This session goes on (its new cookies came with the answer).
+    await page.reload(wait_until="domcontentloaded")
+    await expect(page.get_by_role("heading", name="Your password")).to_be_visible()
+    answer = await browser_context.request.post(
+        live_server.at("/api/login"),
+        data={"email": practice.admin.email, "password": "a-new-admin-passphrase"},
+    )
+    assert answer.ok
