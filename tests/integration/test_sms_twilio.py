@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -25,7 +26,7 @@ from tests.diary_fixtures import (
 )
 from tests.providers import twilio_fake
 from tests.providers.twilio_fake import FakeTwilio
-from tests.support import ApiClient, PracticeFixture
+from tests.support import ApiClient, PracticeFixture, login_as
 
 CLIENT_NUMBER = "+447700900000"  # the fixture client's 07700900000 with the default +44
 
@@ -89,6 +90,18 @@ async def _send_confirmation(
     return message_id
 
 
+async def _summary_messages(
+    client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture
+) -> list[dict[str, Any]]:
+    """The booked appointment's confirmations in its summary's communications list."""
+    appointment_id = await db.fetchval("SELECT id FROM appointments")
+    headers = await login_as(client, practice, "receptionist")
+    response = await client.get(f"/api/appointments/{appointment_id}/summary", headers=headers)
+    assert response.status == 200, await response.text()
+    communications = (await response.json())["communications"]
+    return [m for m in communications if m["trigger"] == "video_appointment_booked"]
+
+
 async def test_sms_goes_to_twilio_and_status_callbacks_update_it(
     client: ApiClient,
     db: asyncpg.Pool,
@@ -110,6 +123,9 @@ async def test_sms_goes_to_twilio_and_status_callbacks_update_it(
     (row,) = [r for r in await _sms(db) if r["id"] == message_id]
     assert row["provider_message_id"] == sid and row["delivery_status"] == "delivered"
     assert row["status"] == "sent"
+    # R-B7: the summary's communications list shows what the provider reported.
+    (shown,) = [m for m in await _summary_messages(client, db, practice) if m["channel"] == "sms"]
+    assert shown["delivery_status"] == "delivered" and shown["delivery_status_at"]
 
 
 async def test_undelivered_report_marks_the_message_failed_with_the_reason(
@@ -125,6 +141,9 @@ async def test_undelivered_report_marks_the_message_failed_with_the_reason(
     (row,) = [r for r in await _sms(db) if r["id"] == message_id]
     assert row["status"] == "failed" and row["delivery_status"] == "undelivered"
     assert "30003" in row["last_error"]
+    (shown,) = [m for m in await _summary_messages(client, db, practice) if m["channel"] == "sms"]
+    assert shown["status"] == "failed" and shown["delivery_status"] == "undelivered"
+    assert "30003" in shown["delivery_error"]
 
 
 async def test_forged_or_unknown_callbacks_change_nothing(
@@ -180,19 +199,49 @@ async def test_twilio_5xx_is_retried_and_a_refused_number_fails_for_good(
     assert all(r["attempts"] == 1 for r in failed)
 
 
+@pytest.mark.parametrize(
+    ("at_recipient", "refusal"),
+    [(False, "550 5.1.1 No such mailbox"), (True, "550 5.1.1 No such user here")],
+    ids=["refused-at-DATA", "refused-at-RCPT"],
+)
 async def test_an_email_bounce_reported_by_the_smtp_server_is_recorded(
     client: ApiClient,
     db: asyncpg.Pool,
     practice: PracticeFixture,
     config: Config,
     smtp_server: SmtpServer,
+    at_recipient: bool,
+    refusal: str,
 ) -> None:
-    smtp_server.handler.refusals.append("550 5.1.1 No such mailbox")
+    # R-B6: a 5xx from the mail server is a bounce: failed for good, shown as bounced.
+    handler = smtp_server.handler
+    refusals = handler.recipient_refusals if at_recipient else handler.refusals
+    refusals.append(refusal)
     await book(client, practice, next_weekday_at(10, days_ahead=5))
     await make_worker(db, config).send_due()
     row = await db.fetchrow(
-        "SELECT status, delivery_status, delivery_error FROM outbox_messages"
+        "SELECT status, attempts, delivery_status, delivery_error FROM outbox_messages"
         " WHERE channel = 'email' AND trigger = 'video_appointment_booked'"
     )
-    assert row is not None and row["status"] == "failed"
+    assert row is not None and row["status"] == "failed" and row["attempts"] == 1
     assert row["delivery_status"] == "bounced" and "550" in row["delivery_error"]
+    (shown,) = [m for m in await _summary_messages(client, db, practice) if m["channel"] == "email"]
+    assert shown["delivery_status"] == "bounced" and "550" in shown["delivery_error"]
+    assert smtp_server.handler.refused == 1 and smtp_server.received == []
+
+
+async def test_a_temporary_smtp_refusal_is_retried_not_a_bounce(
+    client: ApiClient,
+    db: asyncpg.Pool,
+    practice: PracticeFixture,
+    config: Config,
+    smtp_server: SmtpServer,
+) -> None:
+    smtp_server.handler.recipient_refusals.append("450 4.2.1 Mailbox busy, try later")
+    await book(client, practice, next_weekday_at(10, days_ahead=5))
+    await make_worker(db, config).send_due()
+    row = await db.fetchrow(
+        "SELECT status, delivery_status FROM outbox_messages"
+        " WHERE channel = 'email' AND trigger = 'video_appointment_booked'"
+    )
+    assert row is not None and row["status"] == "scheduled" and row["delivery_status"] is None
