@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from server.app import create_app
 from server.config import Config, TwilioConfig
+from server.connectivity import CheckResult, check_services
 from tests.diary_fixtures import (
     SmtpServer,
     book,
@@ -245,3 +246,27 @@ async def test_a_temporary_smtp_refusal_is_retried_not_a_bounce(
         " WHERE channel = 'email' AND trigger = 'video_appointment_booked'"
     )
     assert row is not None and row["status"] == "scheduled" and row["delivery_status"] is None
+
+
+async def _sms_check(config: Config) -> CheckResult:
+    (found,) = [r for r in await check_services(config) if r.service == "sms"]
+    assert "\n" not in found.line()
+    return found
+
+
+async def test_check_reaches_the_twilio_account_and_says_what_is_wrong(
+    config: Config, twilio: FakeTwilio
+) -> None:
+    good = await _sms_check(config)
+    assert good.ok and "Twilio accepted the credentials" in good.detail, good.line()
+    wrong_token = dataclasses.replace(config.twilio, auth_token="not-the-token")
+    bad = await _sms_check(dataclasses.replace(config, twilio=wrong_token))
+    assert not bad.ok and "TWILIO_AUTH_TOKEN" in bad.detail and "401" in bad.detail
+    twilio.account_status = "suspended"
+    suspended = await _sms_check(config)
+    assert not suspended.ok and "suspended" in suspended.detail
+    nowhere = dataclasses.replace(config.twilio, base_url=f"http://127.0.0.1:{free_port()}")
+    unreachable = await _sms_check(dataclasses.replace(config, twilio=nowhere))
+    assert not unreachable.ok and "Connect" in unreachable.detail, unreachable.line()
+    log_only = await _sms_check(dataclasses.replace(config, sms_provider="log"))
+    assert log_only.ok and "SMS_PROVIDER=log" in log_only.detail
