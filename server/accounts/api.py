@@ -33,7 +33,14 @@ from server.auth.routes import login_throttle, set_session_cookies
 from server.auth.session import current_staff, end_sessions_of, require_role
 from server.db import Executor
 from server.diary.delivery import DeliveryError, email_sender_for
-from server.http import ApiError, json_response, not_found, parse_uuid, read_body
+from server.http import (
+    ApiError,
+    finish_after_reply,
+    json_response,
+    not_found,
+    parse_uuid,
+    read_body,
+)
 from server.practices_api import Email, Name, Password, Roles
 
 log = logging.getLogger(__name__)
@@ -171,9 +178,18 @@ async def forgot_password(request: web.Request) -> web.Response:
             "too many reset links asked for; try again in an hour",
             headers={"Retry-After": str(_HOUR)},
         )
-    pool = request.app[DB]
-    record = await practices.login_record(pool, email)
-    if record is not None and record["active"]:
+    # The account is looked up, and the email sent, after the reply: its timing is the
+    # same whether or not the address has an account.
+    finish_after_reply(request.app, _email_reset_link(request, email))
+    return json_response({"sent": True}, status=202)
+
+
+async def _email_reset_link(request: web.Request, email: str) -> None:
+    try:
+        pool = request.app[DB]
+        record = await practices.login_record(pool, email)
+        if record is None or not record["active"]:
+            return
         minutes = request.app[CONFIG].accounts.reset_ttl_minutes
         token = await tokens.issue(pool, record["id"], "reset", timedelta(minutes=minutes))
         text = (
@@ -182,11 +198,11 @@ async def forgot_password(request: web.Request) -> web.Response:
             f"minutes):\n\n{_link(request, token)}\n\nIf it was not, ignore this email: "
             "your password stays as it is.\n"
         )
-        try:
-            await _send(request, email, "Reset your password", text)
-        except (DeliveryError, TimeoutError, ValueError) as exc:
-            log.warning("password reset email to %s not sent: %s", email, exc)
-    return json_response({"sent": True}, status=202)
+        await _send(request, email, "Reset your password", text)
+    except (DeliveryError, TimeoutError, ValueError) as exc:
+        log.warning("password reset email to %s not sent: %s", email, exc)
+    except Exception:  # nobody awaits this: a failure is logged, never lost silently
+        log.exception("password reset email to %s failed", email)
 
 
 async def reset_password(request: web.Request) -> web.Response:

@@ -11,7 +11,13 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from server.config import Config, OutboxConfig, WebhooksConfig
-from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
+from tests.diary_fixtures import (
+    SmtpServer,
+    body_text,
+    diary_config,
+    running_smtp_server,
+    wait_for,
+)
 from tests.support import PASSWORD, PracticeFixture
 from tests.webhook_receiver import WebhookReceiver
 
@@ -88,6 +94,11 @@ async def test_forgot_password_then_set_a_new_one_from_the_emailed_link(
     await page.get_by_label("Your email").fill(email)
     await page.get_by_role("button", name="Email me a link").click()
     await expect(page.locator("#forgot-done")).to_be_visible()
+
+    async def emailed() -> bool:  # sent after the reply (its timing tells nothing)
+        return bool(smtp_server.to(email))
+
+    await wait_for(emailed)
     link = re.search(r"http://\S+/account/password#token=\S+", body_text(smtp_server.to(email)[0]))
     assert link
     await page.goto(link.group(0), wait_until="domcontentloaded")

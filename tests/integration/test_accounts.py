@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -11,10 +13,19 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from server.app import create_app
 from server.config import Config, SmtpConfig
 from server.diary.delivery import SmtpEmailSender
-from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
+from server.http import ORPHANED_CHANGES
+from tests.diary_fixtures import (
+    SmtpServer,
+    body_text,
+    diary_config,
+    running_smtp_server,
+    wait_for,
+)
 from tests.support import PASSWORD, ApiClient, PracticeFixture, login, login_as
 
 NEW_PASSWORD = "a-brand-new-passphrase"
@@ -38,6 +49,31 @@ def _token_sent_to(smtp: SmtpServer, address: str) -> str:
     found = LINK.search(body_text(mails[-1]))
     assert found, body_text(mails[-1])
     return found.group(1)
+
+
+async def _forgot(client: ApiClient, smtp: SmtpServer, address: str) -> str:
+    """Ask for a reset link; the email goes after the reply: wait for it, return its token."""
+    before = len(smtp.to(address))
+    asked = await client.post("/api/password/forgot", json={"email": address})
+    assert asked.status == 202, await asked.text()
+
+    async def arrived() -> bool:
+        return len(smtp.to(address)) > before
+
+    await wait_for(arrived)
+    return _token_sent_to(smtp, address)
+
+
+async def _after_replies_work_done(client: ApiClient) -> None:
+    """Wait until the work the app does after its replies (reset emails) has finished."""
+    app = client.app
+    assert app is not None
+    pending = app[ORPHANED_CHANGES]
+
+    async def finished() -> bool:
+        return not pending
+
+    await wait_for(finished)
 
 
 async def _set_password(client: ApiClient, token: str, password: str = NEW_PASSWORD) -> int:
@@ -132,9 +168,7 @@ async def test_a_reset_ends_every_session_and_the_link_works_once(
     user = practice.user("clinician")
     old_session = await login(client, user.email)
     client.session.cookie_jar.clear()
-    asked = await client.post("/api/password/forgot", json={"email": user.email})
-    assert asked.status == 202
-    token = _token_sent_to(smtp_server, user.email)
+    token = await _forgot(client, smtp_server, user.email)
     assert (await client.get("/api/me", headers=old_session)).status == 200
     assert await _set_password(client, token) == 200
     assert (await client.get("/api/me", headers=old_session)).status == 401
@@ -147,6 +181,7 @@ async def test_unknown_addresses_get_the_same_answer_and_no_email(
 ) -> None:
     asked = await client.post("/api/password/forgot", json={"email": "nobody@example.test"})
     assert asked.status == 202 and (await asked.json()) == {"sent": True}
+    await _after_replies_work_done(client)
     assert smtp_server.received == []
 
 
@@ -154,16 +189,13 @@ async def test_expired_replaced_and_deactivated_links_are_refused(
     client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, smtp_server: SmtpServer
 ) -> None:
     user = practice.user("receptionist")
-    await client.post("/api/password/forgot", json={"email": user.email})
-    first = _token_sent_to(smtp_server, user.email)
-    await client.post("/api/password/forgot", json={"email": user.email})
-    second = _token_sent_to(smtp_server, user.email)
+    first = await _forgot(client, smtp_server, user.email)
+    second = await _forgot(client, smtp_server, user.email)
     assert first != second
     assert await _set_password(client, first) == 400  # replaced by the newer link
     await db.execute("UPDATE account_tokens SET expires_at = now() - interval '1 second'")
     assert await _set_password(client, second) == 400  # expired
-    await client.post("/api/password/forgot", json={"email": user.email})
-    third = _token_sent_to(smtp_server, user.email)
+    third = await _forgot(client, smtp_server, user.email)
     await db.execute("UPDATE users SET active = false WHERE id = $1", user.id)
     assert await _set_password(client, third) == 400  # the account was deactivated
     assert await _set_password(client, "made-up-token") == 400
@@ -178,6 +210,7 @@ async def test_reset_links_are_rate_limited_per_account(
         assert (await client.post("/api/password/forgot", json={"email": email})).status == 202
     refused = await client.post("/api/password/forgot", json={"email": email})
     assert refused.status == 429 and "Retry-After" in refused.headers
+    await _after_replies_work_done(client)
     assert len(smtp_server.to(email)) == allowed
 
 
@@ -305,3 +338,38 @@ async def test_a_wrong_current_password_changes_nothing_and_is_throttled(
     assert (await client.get("/api/me", headers=session)).status == 200  # nothing ended
     stored = "SELECT password_hash FROM users WHERE id = $1"
     assert await db.fetchval(stored, user.id) == hashed
+
+
+async def test_the_forgot_reply_does_not_wait_for_the_account_or_its_email(
+    client: ApiClient, practice: PracticeFixture, config: Config, aiohttp_client: AiohttpClient
+) -> None:
+    """Timing must not tell whether an address has an account: the lookup and the email
+    come after the reply. A mail server that accepts connections and never answers holds
+    any send; the reply for a real account still arrives, and only then is mail tried."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)  # never a greeting
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stuck = dataclasses.replace(config, smtp=SmtpConfig(host="127.0.0.1", port=port))
+    app_client: ApiClient = await aiohttp_client(create_app(stuck))
+    try:
+        for address in ("nobody@example.test", practice.clinician.email):
+            asked = await app_client.post("/api/password/forgot", json={"email": address})
+            assert asked.status == 202 and await asked.json() == {"sent": True}
+        # The replies came while the real account's email is still being tried, on a
+        # server that has said nothing yet (a send in the request would have waited).
+        assert app_client.app is not None and app_client.app[ORPHANED_CHANGES]
+
+        async def mail_tried() -> bool:
+            return len(connections) == 1
+
+        await wait_for(mail_tried)
+    finally:
+        for writer in connections:
+            writer.close()  # the pending send fails, is logged, and the node can stop
+        server.close()
+        await server.wait_closed()
+    await _after_replies_work_done(app_client)
