@@ -14,7 +14,9 @@ from server.config import Config, OutboxConfig, WebhooksConfig
 from tests.diary_fixtures import (
     SmtpServer,
     body_text,
+    booking_body,
     diary_config,
+    next_weekday_at,
     running_smtp_server,
     wait_for,
 )
@@ -163,3 +165,42 @@ async def test_site_admin_invites_resends_and_changes_their_own_password(
         data={"email": practice.admin.email, "password": "a-new-admin-passphrase"},
     )
     assert answer.ok
+
+
+@pytest.mark.browser
+async def test_the_summary_shows_a_bounced_confirmation(
+    page: Page,
+    browser_context: BrowserContext,
+    live_server: LiveServer,
+    practice: PracticeFixture,
+    smtp_server: SmtpServer,
+) -> None:
+    # R-B7: the communications list says what the mail server did with the message.
+    smtp_server.handler.recipient_refusals.append("550 5.1.1 No such mailbox")
+    await log_in(browser_context, live_server, practice.receptionist.email)
+    booked = await browser_context.request.post(
+        live_server.at("/api/appointments"),
+        data=booking_body(practice, next_weekday_at(10)),
+        headers={"X-CSRF-Token": await _csrf(browser_context)},
+    )
+    assert booked.status == 201, await booked.text()
+    appointment_id = (await booked.json())["appointments"][0]["id"]
+    summary = live_server.at(f"/appointments/{appointment_id}")
+    await page.goto(summary, wait_until="domcontentloaded")
+    row = page.locator(
+        '#comms-table tbody tr[data-trigger="video_appointment_booked"][data-channel="email"]'
+    )
+    # The worker sends it within moments; the page shows what it found when it loaded.
+    for _ in range(50):
+        if await row.get_attribute("data-delivery") == "bounced":
+            break
+        await asyncio.sleep(0.2)
+        await page.reload(wait_until="domcontentloaded")
+    await expect(row.locator('[data-delivery="bounced"]')).to_contain_text("Bounced")
+    await expect(row.locator('[data-delivery="bounced"]')).to_contain_text("550")
+    await screenshot(page, "summary-bounced")
+
+
+async def _csrf(context: BrowserContext) -> str:
+    cookies = await context.cookies()
+    return next(c["value"] for c in cookies if c["name"] == "vc_csrf")

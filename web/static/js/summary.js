@@ -99,7 +99,10 @@ function communicationRow(message) {
   let status = stateBadge(message.status, message.status[0].toUpperCase() + message.status.slice(1));
   const extra = [];
   if (message.status === "scheduled") extra.push(`due ${formatDateTime(message.send_at)}`);
-  if (message.status === "failed" && message.last_error) extra.push(message.last_error);
+  // A provider's report already says why (its note below the badge): not said twice.
+  if (message.status === "failed" && message.last_error && !message.delivery_error) {
+    extra.push(message.last_error);
+  }
   if (message.status === "scheduled" && message.attempts > 0 && message.last_error) {
     extra.push(`retrying after: ${message.last_error}`);
   }
