@@ -25,6 +25,7 @@ from tests.webhook_receiver import WebhookReceiver
 
 pytest.register_assert_rewrite("tests.e2e.browser")
 
+from tests.e2e.accessibility import assert_accessible  # noqa: E402
 from tests.e2e.browser import LiveServer, log_in, screenshot  # noqa: E402
 
 pytest_plugins = ["tests.e2e.browser"]
@@ -127,6 +128,8 @@ async def test_site_admin_invites_resends_and_changes_their_own_password(
     await page.goto(live_server.at("/settings/users"), wait_until="domcontentloaded")
     await page.get_by_role("button", name="Invite a user").click()
     dialog = page.locator("#invite-dialog")
+    await expect(dialog).to_be_visible()
+    await assert_accessible(page, "invite dialog", "#invite-dialog")
     await dialog.get_by_label("Name").fill("Dr Invited")
     await dialog.get_by_label("Email").fill("invited@example.test")
     await dialog.get_by_label("Receptionist").check()
@@ -144,6 +147,7 @@ async def test_site_admin_invites_resends_and_changes_their_own_password(
     # Someone with a password has nothing to resend.
     admin_row = page.locator("#users-table tbody tr", has_text=practice.admin.email)
     await expect(admin_row.get_by_role("button", name=re.compile("Resend"))).to_have_count(0)
+    await assert_accessible(page, "users page with a pending invitation")
     await screenshot(page, "users-invited")
 
     await page.goto(live_server.at("/settings"), wait_until="domcontentloaded")
@@ -152,6 +156,7 @@ async def test_site_admin_invites_resends_and_changes_their_own_password(
     await form.get_by_label("New password").fill("a-new-admin-passphrase")
     await form.get_by_role("button", name="Change password").click()
     await expect(form.locator(".field-error")).to_contain_text("current password is wrong")
+    await assert_accessible(page, "settings with a refused password change", "#own-password-form")
     await form.get_by_label("Current password").fill(PASSWORD)
     await form.get_by_role("button", name="Change password").click()
     await expect(form.locator("[data-status]")).to_have_text(
