@@ -40,8 +40,17 @@ class Readiness(Reply):
 class LoggedIn(Reply):
     token: str
     csrf_token: str
-    expires_at: datetime
+    expires_at: int  # Unix time, seconds
     user: practices.User
+
+
+class PasswordChanged(Reply):
+    """This session goes on with the new token (also set as the cookies); others end."""
+
+    token: str
+    csrf_token: str
+    expires_at: int
+    other_sessions_ended: bool
 
 
 class LoggedOut(Reply):
@@ -172,7 +181,7 @@ class LinkStatus(Reply):
 
 class CallToken(Reply):
     token: str
-    expires_at: datetime
+    expires_at: int  # Unix time, seconds
     appointment_id: uuid.UUID
     practice_name: str
     clinician_name: str

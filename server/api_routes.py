@@ -238,6 +238,30 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         reply=accounts_api.PasswordSet,
     ),
     ApiRoute(
+        "POST",
+        "/api/password/change",
+        accounts_api.change_password,
+        "Change one's own password: every other session of the user ends, this one goes on "
+        "with the new token in the reply (and cookies)",
+        ANY_STAFF,
+        "sessions",
+        reply=replies.PasswordChanged,
+        body=accounts_api.PasswordChange,
+        errors=(429,),
+        fuzz=False,  # ends the sessions the suite runs with
+    ),
+    ApiRoute(
+        "POST",
+        "/api/users/{user_id}/invite",
+        accounts_api.resend_invitation,
+        "Send a new invitation link to a user who has not set a password (the old one dies)",
+        ADMIN,
+        "practice",
+        reply=practices.User,
+        statuses=(202,),
+        errors=(409, 503),
+    ),
+    ApiRoute(
         "GET",
         "/api/users/{user_id}",
         practices_api.get_user,

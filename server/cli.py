@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo": "run with a demo practice (prints the URL and logins)",
         "check-ledger": "prove every practice's minutes balance equals its ledger (exit 1 if not)",
         "config": "print the effective configuration (secrets masked) and exit",
-        "check": "test PostgreSQL, Redis, SMTP, TURN and the payment provider; one line each",
+        "check": "test PostgreSQL, Redis, SMTP, TURN, the payment and SMS providers; one line each",
     }
     for name, help_text in commands.items():
         command = sub.add_parser(name, help=help_text)

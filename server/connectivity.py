@@ -1,8 +1,9 @@
 """``videoconsult check``: can this node reach what its configuration names? One line each.
 
 Each check connects the way the node itself would (asyncpg, redis.asyncio, aiosmtplib, a STUN
-binding request to each TURN server, the payment provider's token or read endpoint) and
-turns any failure into one sentence, so an operator sees every problem in one run.
+binding request to each TURN server, the payment provider's token or read endpoint, the SMS
+provider's account resource) and turns any failure into one sentence, so an operator sees
+every problem in one run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from server.config import Config
+from server.sms import twilio
 
 TIMEOUT_SECONDS = 5.0
 _STUN_MAGIC = 0x2112A442
@@ -44,6 +46,7 @@ async def check_services(config: Config) -> list[CheckResult]:
         ("smtp", _smtp),
         ("turn", _turn),
         ("payments", _payments),
+        ("sms", _sms),
     ]
     results = []
     for service, check in checks:
@@ -218,3 +221,32 @@ async def _payments(config: Config) -> tuple[bool, str]:
                     return False, f"PayPal answered HTTP {reply.status} to the client id/secret"
             found.append("PayPal")
     return True, " and ".join(found) + " accepted the credentials"
+
+
+async def _sms(config: Config) -> tuple[bool, str]:
+    """Twilio: the account resource, read with the configured credentials."""
+    if config.sms_provider != "twilio":
+        return True, f"SMS_PROVIDER={config.sms_provider}: no provider to reach"
+    settings = config.twilio
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(
+            twilio.account_url(settings),
+            headers={"Authorization": twilio.authorization(settings), "Accept": "application/json"},
+        ) as reply,
+    ):
+        if reply.status in (401, 403):
+            return False, (
+                f"Twilio answered HTTP {reply.status}: check TWILIO_ACCOUNT_SID and "
+                "TWILIO_AUTH_TOKEN"
+            )
+        if reply.status == 404:
+            return False, f"Twilio knows no account {settings.account_sid} (TWILIO_ACCOUNT_SID)"
+        if reply.status != 200:
+            return False, f"Twilio answered HTTP {reply.status} at {settings.base_url}"
+        account = await reply.json(content_type=None)
+    state = account.get("status") if isinstance(account, dict) else None
+    if state != "active":
+        return False, f"the Twilio account {settings.account_sid} is {state or 'in no known state'}"
+    return True, f"Twilio accepted the credentials (account {settings.account_sid}, active)"

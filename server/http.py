@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 import msgspec
@@ -169,20 +169,32 @@ async def finish_changes_middleware(request: web.Request, handler: Handler) -> w
     except asyncio.CancelledError:
         # Nobody awaits it now: the node waits for it before closing its pools
         # (``finish_orphaned_changes``); a bug in it was logged by error_middleware.
-        orphans = request.app[ORPHANED_CHANGES]
-        orphans.add(change)
-        change.add_done_callback(orphans.discard)
-        change.add_done_callback(lambda done: done.cancelled() or done.exception())
+        _keep_until_done(request.app, change)
         raise
 
 
-ORPHANED_CHANGES = web.AppKey("orphaned_changes", set[asyncio.Future[web.StreamResponse]])
+def finish_after_reply(app: web.Application, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on its own, after the reply has gone (so its duration does not show in
+    the reply's); the node waits for it, as for orphaned changes, before closing its pools.
+    ``work`` handles and logs its own failures."""
+    _keep_until_done(app, asyncio.ensure_future(work))
+
+
+def _keep_until_done(app: web.Application, work: asyncio.Future[Any]) -> None:
+    pending = app[ORPHANED_CHANGES]
+    pending.add(work)
+    work.add_done_callback(pending.discard)
+    work.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+# Work that outlives its request: changes whose clients left, and work done after a reply.
+ORPHANED_CHANGES = web.AppKey("orphaned_changes", set[asyncio.Future[Any]])
 ORPHAN_WAIT_SECONDS = 10.0
 
 
 async def finish_orphaned_changes(app: web.Application) -> None:
     """on_shutdown: changes whose clients left finish before the database pool closes."""
-    pending: set[asyncio.Future[web.StreamResponse]] = app[ORPHANED_CHANGES]
+    pending: set[asyncio.Future[Any]] = app[ORPHANED_CHANGES]
     orphans = list(pending)
     if orphans:
         await asyncio.wait(orphans, timeout=ORPHAN_WAIT_SECONDS)

@@ -39,6 +39,7 @@ class User(msgspec.Struct, frozen=True):
     name: str
     roles: list[str]
     active: bool
+    password_set: bool  # False: invited, and the link to set one not used yet
 
 
 class Client(msgspec.Struct, frozen=True):
@@ -87,7 +88,9 @@ _PRACTICE_COLUMNS = (
     "id, name, phone, timezone, vat_rate_bp, payment_method, reminder_offset_minutes, "
     "low_balance_minutes"
 )
-_USER_COLUMNS = "id, practice_id, email, name, roles, active"
+_USER_COLUMNS = (
+    "id, practice_id, email, name, roles, active, password_hash IS NOT NULL AS password_set"
+)
 _CLIENT_COLUMNS = "id, practice_id, name, email, phone, date_of_birth, preferred_channel"
 _TYPE_COLUMNS = "id, practice_id, name, duration_minutes, is_video, active"
 

@@ -30,11 +30,22 @@ LINK_PATTERN = re.compile(r"https?://[^\s/]+/v/([A-Za-z0-9_-]{43})")
 
 @dataclass
 class RecordingHandler:
-    """Accepts mail and keeps it; ``refusals`` are replies given to the next DATA commands."""
+    """Accepts mail and keeps it; ``refusals`` are replies given to the next DATA commands,
+    ``recipient_refusals`` to the next RCPT TO commands."""
 
     received: list[EmailMessage] = field(default_factory=list)
     refusals: deque[str] = field(default_factory=deque)
+    recipient_refusals: deque[str] = field(default_factory=deque)
     refused: int = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if self.recipient_refusals:
+            self.refused += 1
+            return self.recipient_refusals.popleft()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refusals:

@@ -12,6 +12,7 @@ from server import practices
 from server.appkeys import CONFIG, DB, KEYS, PASSWORDS, REDIS, TOKENS
 from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff, end_session
 from server.auth.throttle import LoginThrottle
+from server.config import Config
 from server.http import ApiError, json_response, read_body
 
 
@@ -20,7 +21,8 @@ class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(max_length=1000)]
 
 
-def _throttle(request: web.Request) -> LoginThrottle:
+def login_throttle(request: web.Request) -> LoginThrottle:
+    """Failed password checks, counted per account and address (login, password change)."""
     config = request.app[CONFIG]
     return LoginThrottle(
         request.app[REDIS],
@@ -35,7 +37,7 @@ async def login(request: web.Request) -> web.Response:
     body = await read_body(request, LoginBody)
     email = body.email.strip().lower()
     address = request.remote or "unknown"
-    throttle = _throttle(request)
+    throttle = login_throttle(request)
     # Reserved before the password is verified: parallel attempts cannot all pass the check.
     wait = await throttle.reserve(email, address)
     if wait:
@@ -66,6 +68,11 @@ async def login(request: web.Request) -> web.Response:
     response = json_response(
         {"token": token, "csrf_token": csrf, "expires_at": claims.expires_at, "user": user}
     )
+    set_session_cookies(response, config, token, csrf)
+    return response
+
+
+def set_session_cookies(response: web.Response, config: Config, token: str, csrf: str) -> None:
     max_age = config.session_ttl_seconds
     response.set_cookie(
         SESSION_COOKIE,
@@ -86,7 +93,6 @@ async def login(request: web.Request) -> web.Response:
         max_age=max_age,
         path="/",
     )
-    return response
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -74,6 +74,9 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     next_attempt_at: datetime
     last_error: str | None
     cancel_reason: str | None
+    delivery_status: str | None
+    delivery_error: str | None
+    delivery_status_at: datetime | None
 
 
 async def insert_messages(db: Executor, messages: Sequence[NewMessage]) -> None:
@@ -231,7 +234,7 @@ async def history(
     rows = await db.fetch(
         """SELECT id, appointment_id, link_id, trigger, channel, recipient, subject, body,
                   status, send_at, sent_at, attempts, next_attempt_at, last_error,
-                  cancel_reason
+                  cancel_reason, delivery_status, delivery_error, delivery_status_at
            FROM outbox_messages
            WHERE practice_id = $1
              AND (appointment_id = $2

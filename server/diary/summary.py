@@ -30,6 +30,12 @@ class Communication(msgspec.Struct, frozen=True):
     next_attempt_at: datetime | None  # when the next try is due (scheduled only)
     last_error: str | None
     cancel_reason: str | None
+    # What the provider said after taking the message: Twilio's status (queued, sending,
+    # sent, delivered, undelivered, failed) or "bounced" (the mail server refused it for
+    # good). None: no report (yet), or a channel without reports.
+    delivery_status: str | None
+    delivery_error: str | None
+    delivery_status_at: datetime | None
 
 
 class VideoLink(msgspec.Struct, frozen=True):
@@ -99,6 +105,9 @@ def _communication(entry: outbox.HistoryEntry, signer: LinkSigner) -> Communicat
         next_attempt_at=entry.next_attempt_at if entry.status == "scheduled" else None,
         last_error=entry.last_error,
         cancel_reason=entry.cancel_reason,
+        delivery_status=entry.delivery_status,
+        delivery_error=entry.delivery_error,
+        delivery_status_at=entry.delivery_status_at,
     )
 
 

@@ -55,13 +55,23 @@ def signature(auth_token: str, url: str, fields: Mapping[str, str]) -> str:
     return base64.b64encode(digest).decode()
 
 
+def authorization(settings: TwilioConfig) -> str:
+    """Twilio's basic auth: the account SID and the auth token."""
+    credentials = f"{settings.account_sid}:{settings.auth_token}".encode()
+    return "Basic " + base64.b64encode(credentials).decode()
+
+
+def account_url(settings: TwilioConfig) -> str:
+    """The account resource (``GET`` it to test the credentials)."""
+    return f"{settings.base_url}/2010-04-01/Accounts/{settings.account_sid}.json"
+
+
 class TwilioSmsSender:
     def __init__(self, settings: TwilioConfig, public_url: str, timeout_seconds: float) -> None:
         assert settings.account_sid and settings.auth_token and settings.sender
         self._settings = settings
         self._account = settings.account_sid
-        credentials = f"{settings.account_sid}:{settings.auth_token}".encode()
-        self._authorization = "Basic " + base64.b64encode(credentials).decode()
+        self._authorization = authorization(settings)
         self._public_url = public_url
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import re
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from server.app import create_app
 from server.config import Config, SmtpConfig
 from server.diary.delivery import SmtpEmailSender
-from tests.diary_fixtures import SmtpServer, body_text, diary_config, running_smtp_server
-from tests.support import ApiClient, PracticeFixture, login, login_as
+from server.http import ORPHANED_CHANGES
+from tests.diary_fixtures import (
+    SmtpServer,
+    body_text,
+    diary_config,
+    running_smtp_server,
+    wait_for,
+)
+from tests.support import PASSWORD, ApiClient, PracticeFixture, login, login_as
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 LINK = re.compile(r"/account/password#token=([A-Za-z0-9_-]+)")
@@ -36,6 +49,31 @@ def _token_sent_to(smtp: SmtpServer, address: str) -> str:
     found = LINK.search(body_text(mails[-1]))
     assert found, body_text(mails[-1])
     return found.group(1)
+
+
+async def _forgot(client: ApiClient, smtp: SmtpServer, address: str) -> str:
+    """Ask for a reset link; the email goes after the reply: wait for it, return its token."""
+    before = len(smtp.to(address))
+    asked = await client.post("/api/password/forgot", json={"email": address})
+    assert asked.status == 202, await asked.text()
+
+    async def arrived() -> bool:
+        return len(smtp.to(address)) > before
+
+    await wait_for(arrived)
+    return _token_sent_to(smtp, address)
+
+
+async def _after_replies_work_done(client: ApiClient) -> None:
+    """Wait until the work the app does after its replies (reset emails) has finished."""
+    app = client.app
+    assert app is not None
+    pending = app[ORPHANED_CHANGES]
+
+    async def finished() -> bool:
+        return not pending
+
+    await wait_for(finished)
 
 
 async def _set_password(client: ApiClient, token: str, password: str = NEW_PASSWORD) -> int:
@@ -130,9 +168,7 @@ async def test_a_reset_ends_every_session_and_the_link_works_once(
     user = practice.user("clinician")
     old_session = await login(client, user.email)
     client.session.cookie_jar.clear()
-    asked = await client.post("/api/password/forgot", json={"email": user.email})
-    assert asked.status == 202
-    token = _token_sent_to(smtp_server, user.email)
+    token = await _forgot(client, smtp_server, user.email)
     assert (await client.get("/api/me", headers=old_session)).status == 200
     assert await _set_password(client, token) == 200
     assert (await client.get("/api/me", headers=old_session)).status == 401
@@ -145,6 +181,7 @@ async def test_unknown_addresses_get_the_same_answer_and_no_email(
 ) -> None:
     asked = await client.post("/api/password/forgot", json={"email": "nobody@example.test"})
     assert asked.status == 202 and (await asked.json()) == {"sent": True}
+    await _after_replies_work_done(client)
     assert smtp_server.received == []
 
 
@@ -152,16 +189,13 @@ async def test_expired_replaced_and_deactivated_links_are_refused(
     client: ApiClient, practice: PracticeFixture, db: asyncpg.Pool, smtp_server: SmtpServer
 ) -> None:
     user = practice.user("receptionist")
-    await client.post("/api/password/forgot", json={"email": user.email})
-    first = _token_sent_to(smtp_server, user.email)
-    await client.post("/api/password/forgot", json={"email": user.email})
-    second = _token_sent_to(smtp_server, user.email)
+    first = await _forgot(client, smtp_server, user.email)
+    second = await _forgot(client, smtp_server, user.email)
     assert first != second
     assert await _set_password(client, first) == 400  # replaced by the newer link
     await db.execute("UPDATE account_tokens SET expires_at = now() - interval '1 second'")
     assert await _set_password(client, second) == 400  # expired
-    await client.post("/api/password/forgot", json={"email": user.email})
-    third = _token_sent_to(smtp_server, user.email)
+    third = await _forgot(client, smtp_server, user.email)
     await db.execute("UPDATE users SET active = false WHERE id = $1", user.id)
     assert await _set_password(client, third) == 400  # the account was deactivated
     assert await _set_password(client, "made-up-token") == 400
@@ -176,6 +210,7 @@ async def test_reset_links_are_rate_limited_per_account(
         assert (await client.post("/api/password/forgot", json={"email": email})).status == 202
     refused = await client.post("/api/password/forgot", json={"email": email})
     assert refused.status == 429 and "Retry-After" in refused.headers
+    await _after_replies_work_done(client)
     assert len(smtp_server.to(email)) == allowed
 
 
@@ -197,3 +232,144 @@ async def test_the_pages_are_served_without_a_session(client: ApiClient) -> None
     for path in ("/login/forgot", "/account/password"):
         page = await client.get(path)
         assert page.status == 200 and "password.js" in await page.text()
+
+
+async def _invite(client: ApiClient, practice: PracticeFixture, email: str) -> dict[str, Any]:
+    invite = {"email": email, "name": "Dr Pending", "roles": ["clinician"]}
+    headers = await login_as(client, practice, "site_admin")
+    response = await client.post("/api/users/invite", json=invite, headers=headers)
+    assert response.status == 201, await response.text()
+    user: dict[str, Any] = await response.json()
+    assert user["password_set"] is False
+    return user
+
+
+async def test_a_resent_invitation_replaces_the_old_link(
+    client: ApiClient, practice: PracticeFixture, smtp_server: SmtpServer
+) -> None:
+    email = "pending@example.test"
+    user = await _invite(client, practice, email)
+    first = _token_sent_to(smtp_server, email)
+    admin = await login_as(client, practice, "site_admin")
+    resent = await client.post(f"/api/users/{user['id']}/invite", headers=admin)
+    assert resent.status == 202, await resent.text()
+    second = _token_sent_to(smtp_server, email)
+    assert first != second and len(smtp_server.to(email)) == 2
+    assert await _set_password(client, first) == 400  # the old link stopped working
+    assert await _set_password(client, second) == 200
+    listed = await (await client.get("/api/users", headers=admin)).json()
+    assert [u["password_set"] for u in listed if u["email"] == email] == [True]
+    # Once a password is set there is nothing to resend: Forgot password is for that.
+    again = await client.post(f"/api/users/{user['id']}/invite", headers=admin)
+    assert again.status == 409 and len(smtp_server.to(email)) == 2
+
+
+async def test_resend_is_for_site_admins_and_their_own_practice(
+    client: ApiClient,
+    practice: PracticeFixture,
+    other_practice: PracticeFixture,
+    smtp_server: SmtpServer,
+) -> None:
+    user = await _invite(client, practice, "pending2@example.test")
+    clerk = await login_as(client, practice, "receptionist")
+    client.session.cookie_jar.clear()
+    refused = await client.post(f"/api/users/{user['id']}/invite", headers=clerk)
+    assert refused.status == 403
+    outsider = await login_as(client, other_practice, "site_admin")
+    client.session.cookie_jar.clear()
+    hidden = await client.post(f"/api/users/{user['id']}/invite", headers=outsider)
+    assert hidden.status == 404
+    assert len(smtp_server.to("pending2@example.test")) == 1
+
+
+async def test_no_email_no_new_invitation_link(
+    client: ApiClient, practice: PracticeFixture, smtp_server: SmtpServer
+) -> None:
+    email = "pending3@example.test"
+    user = await _invite(client, practice, email)
+    first = _token_sent_to(smtp_server, email)
+    smtp_server.handler.refusals.append("451 4.3.0 Try again later")
+    admin = await login_as(client, practice, "site_admin")
+    response = await client.post(f"/api/users/{user['id']}/invite", headers=admin)
+    assert response.status == 503
+    assert await _set_password(client, first) == 200  # the old link still works
+
+
+async def _change(
+    client: ApiClient, headers: dict[str, str], current: str, new: str = NEW_PASSWORD
+) -> aiohttp.ClientResponse:
+    body = {"current_password": current, "new_password": new}
+    return await client.post("/api/password/change", json=body, headers=headers)
+
+
+async def test_changing_ones_password_ends_the_other_sessions_only(
+    client: ApiClient, practice: PracticeFixture
+) -> None:
+    user = practice.user("clinician")
+    elsewhere = await login(client, user.email)
+    here = await login(client, user.email)
+    client.session.cookie_jar.clear()
+    same = await _change(client, here, PASSWORD, PASSWORD)
+    assert same.status == 400 and (await same.json())["error"]["field"] == "new_password"
+    changed = await _change(client, here, PASSWORD)
+    assert changed.status == 200, await changed.text()
+    reply = await changed.json()
+    assert reply["other_sessions_ended"] is True
+    this_session = {"Authorization": f"Bearer {reply['token']}"}
+    assert (await client.get("/api/me", headers=this_session)).status == 200
+    assert (await client.get("/api/me", headers=elsewhere)).status == 401
+    assert await _login_status(client, user.email, PASSWORD) == 401
+    assert await _login_status(client, user.email, NEW_PASSWORD) == 200
+
+
+async def test_a_wrong_current_password_changes_nothing_and_is_throttled(
+    client: ApiClient, practice: PracticeFixture, config: Config, db: asyncpg.Pool
+) -> None:
+    user = practice.user("receptionist")
+    hashed = await db.fetchval("SELECT password_hash FROM users WHERE id = $1", user.id)
+    session = await login(client, user.email)
+    client.session.cookie_jar.clear()
+    for _ in range(config.login_failures_per_account):
+        wrong = await _change(client, session, "not-my-password")
+        assert wrong.status == 400
+        assert (await wrong.json())["error"]["field"] == "current_password"
+    throttled = await _change(client, session, PASSWORD)
+    assert throttled.status == 429 and "Retry-After" in throttled.headers
+    assert (await client.get("/api/me", headers=session)).status == 200  # nothing ended
+    stored = "SELECT password_hash FROM users WHERE id = $1"
+    assert await db.fetchval(stored, user.id) == hashed
+
+
+async def test_the_forgot_reply_does_not_wait_for_the_account_or_its_email(
+    client: ApiClient, practice: PracticeFixture, config: Config, aiohttp_client: AiohttpClient
+) -> None:
+    """Timing must not tell whether an address has an account: the lookup and the email
+    come after the reply. A mail server that accepts connections and never answers holds
+    any send; the reply for a real account still arrives, and only then is mail tried."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)  # never a greeting
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stuck = dataclasses.replace(config, smtp=SmtpConfig(host="127.0.0.1", port=port))
+    app_client: ApiClient = await aiohttp_client(create_app(stuck))
+    try:
+        for address in ("nobody@example.test", practice.clinician.email):
+            asked = await app_client.post("/api/password/forgot", json={"email": address})
+            assert asked.status == 202 and await asked.json() == {"sent": True}
+        # The replies came while the real account's email is still being tried, on a
+        # server that has said nothing yet (a send in the request would have waited).
+        assert app_client.app is not None and app_client.app[ORPHANED_CHANGES]
+
+        async def mail_tried() -> bool:
+            return len(connections) == 1
+
+        await wait_for(mail_tried)
+    finally:
+        for writer in connections:
+            writer.close()  # the pending send fails, is logged, and the node can stop
+        server.close()
+        await server.wait_closed()
+    await _after_replies_work_done(app_client)

@@ -32,9 +32,10 @@ from tests.deploy_fixtures import (
     running_nodes,
 )
 from tests.diary_fixtures import free_port, running_smtp_server
-from tests.providers import gocardless_fake, paypal_fake
+from tests.providers import gocardless_fake, paypal_fake, twilio_fake
 from tests.providers.gocardless_fake import FakeGoCardless
 from tests.providers.paypal_fake import FakePayPal
+from tests.providers.twilio_fake import FakeTwilio
 from tests.support import PracticeFixture
 
 TURN_SECRET = "turn-static-auth-secret-for-tests"
@@ -143,9 +144,10 @@ async def _until_nginx_answers(session: aiohttp.ClientSession, url: str) -> None
 async def test_check_reports_every_service_in_one_line_each(
     tmp_path: Path, services: ServiceUrls, database_url: str
 ) -> None:
-    gocardless, paypal = FakeGoCardless(), FakePayPal()
+    gocardless, paypal, twilio = FakeGoCardless(), FakePayPal(), FakeTwilio()
     await gocardless.start()
     await paypal.start()
+    await twilio.start()
     try:
         with running_smtp_server() as smtp, running_coturn(tmp_path, TURN_SECRET) as turn:
             port, _tls_port = turn
@@ -166,15 +168,21 @@ async def test_check_reports_every_service_in_one_line_each(
                 "PAYPAL_CLIENT_ID": paypal_fake.CLIENT_ID,
                 "PAYPAL_CLIENT_SECRET": paypal_fake.CLIENT_SECRET,
                 "PAYPAL_WEBHOOK_ID": paypal_fake.WEBHOOK_ID,
+                "SMS_PROVIDER": "twilio",
+                "TWILIO_BASE_URL": twilio.url,
+                "TWILIO_ACCOUNT_SID": twilio_fake.ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": twilio_fake.AUTH_TOKEN,
+                "TWILIO_FROM": twilio_fake.SENDER,
             }
             await _until_turn_listens(port)
             good = await _check(env)
             assert good.returncode == 0, good.stdout
             lines = good.stdout.splitlines()
             assert [line.split()[0] for line in lines] == [
-                "postgresql", "redis", "smtp", "turn", "payments"]  # fmt: skip
+                "postgresql", "redis", "smtp", "turn", "payments", "sms"]  # fmt: skip
             assert all(line.split()[1] == "ok" for line in lines), good.stdout
-            assert "GoCardless and PayPal" in lines[-1]
+            assert "GoCardless and PayPal" in lines[-2]
+            assert "Twilio accepted" in lines[-1]
             # Now everything wrong at once: each says what, in its own line.
             bad = await _check(
                 {
@@ -183,6 +191,7 @@ async def test_check_reports_every_service_in_one_line_each(
                     "SMTP_PORT": str(_closed_port()),
                     "TURN_URLS": f"turn:127.0.0.1:{_closed_port()}?transport=tcp",
                     "PAYPAL_CLIENT_SECRET": "wrong-secret",
+                    "TWILIO_AUTH_TOKEN": "wrong-token",
                 }
             )
             assert bad.returncode == 1
@@ -192,10 +201,12 @@ async def test_check_reports_every_service_in_one_line_each(
             assert "FAILED" in status["smtp"]
             assert "FAILED" in status["turn"]
             assert "FAILED" in status["payments"] and "PayPal" in status["payments"]
-            assert len(bad.stdout.splitlines()) == 5
+            assert "FAILED" in status["sms"] and "TWILIO_AUTH_TOKEN" in status["sms"]
+            assert len(bad.stdout.splitlines()) == 6
     finally:
         await gocardless.close()
         await paypal.close()
+        await twilio.close()
 
 
 async def _check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

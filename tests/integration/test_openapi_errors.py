@@ -56,6 +56,10 @@ PROVEN_ELSEWHERE: dict[Key, tuple[str, str]] = {
         "test_a_provider_timeout_leaves_it_pending_then_reconcile_credits_once",
     ),
     ("POST", "/api/users/invite", 503): ("test_accounts.py", "test_no_email_no_invitation"),
+    ("POST", "/api/users/{user_id}/invite", 503): (
+        "test_accounts.py",
+        "test_no_email_no_new_invitation_link",
+    ),
     ("POST", "/webhooks/gocardless", 400): (
         "test_wallet_gocardless.py",
         "test_a_forged_or_malformed_webhook_changes_nothing",
@@ -258,6 +262,21 @@ async def _user_conflicts(w: World) -> None:
     )
 
 
+async def _account_errors(w: World) -> None:
+    # Nothing to resend to a user who has set a password.
+    resend = "/api/users/{user_id}/invite"
+    path = _fill(resend, user_id=str(w.practice.receptionist.id))
+    await w.expect("POST", resend, 409, path=path)
+    clinician = await login_as(w.client, w.practice, "clinician")
+    wrong = {"current_password": "not-the-password", "new_password": "whatever-else-1"}
+    for _ in range(w.config.login_failures_per_account):
+        response = await w.probe.send(
+            _route("POST", "/api/password/change"), json=wrong, headers=clinician
+        )
+        assert response.status == 400
+    await w.expect("POST", "/api/password/change", 429, json=wrong, headers=clinician)
+
+
 async def _forgot_limit(w: World) -> None:
     body = {"email": "nobody@videoconsult.test"}
     for _ in range(w.config.accounts.resets_per_hour):
@@ -396,6 +415,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     _login_errors,
     _user_conflicts,
     _forgot_limit,
+    _account_errors,
     _diary_errors,
     _call_errors,
     _webhook_errors,

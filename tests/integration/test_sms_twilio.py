@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,6 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from server.app import create_app
 from server.config import Config, TwilioConfig
+from server.connectivity import CheckResult, check_services
 from tests.diary_fixtures import (
     SmtpServer,
     book,
@@ -26,7 +28,7 @@ from tests.diary_fixtures import (
 )
 from tests.providers import twilio_fake
 from tests.providers.twilio_fake import FakeTwilio
-from tests.support import ApiClient, PracticeFixture
+from tests.support import ApiClient, PracticeFixture, login_as
 
 CLIENT_NUMBER = "+447700900000"  # the fixture client's 07700900000 with the default +44
 
@@ -91,6 +93,18 @@ async def _send_confirmation(
     return message_id
 
 
+async def _summary_messages(
+    client: ApiClient, db: asyncpg.Pool, practice: PracticeFixture
+) -> list[dict[str, Any]]:
+    """The booked appointment's confirmations in its summary's communications list."""
+    appointment_id = await db.fetchval("SELECT id FROM appointments")
+    headers = await login_as(client, practice, "receptionist")
+    response = await client.get(f"/api/appointments/{appointment_id}/summary", headers=headers)
+    assert response.status == 200, await response.text()
+    communications = (await response.json())["communications"]
+    return [m for m in communications if m["trigger"] == "video_appointment_booked"]
+
+
 async def test_sms_goes_to_twilio_and_status_callbacks_update_it(
     client: ApiClient,
     db: asyncpg.Pool,
@@ -112,6 +126,9 @@ async def test_sms_goes_to_twilio_and_status_callbacks_update_it(
     (row,) = [r for r in await _sms(db) if r["id"] == message_id]
     assert row["provider_message_id"] == sid and row["delivery_status"] == "delivered"
     assert row["status"] == "sent"
+    # R-B7: the summary's communications list shows what the provider reported.
+    (shown,) = [m for m in await _summary_messages(client, db, practice) if m["channel"] == "sms"]
+    assert shown["delivery_status"] == "delivered" and shown["delivery_status_at"]
 
 
 async def test_undelivered_report_marks_the_message_failed_with_the_reason(
@@ -127,6 +144,9 @@ async def test_undelivered_report_marks_the_message_failed_with_the_reason(
     (row,) = [r for r in await _sms(db) if r["id"] == message_id]
     assert row["status"] == "failed" and row["delivery_status"] == "undelivered"
     assert "30003" in row["last_error"]
+    (shown,) = [m for m in await _summary_messages(client, db, practice) if m["channel"] == "sms"]
+    assert shown["status"] == "failed" and shown["delivery_status"] == "undelivered"
+    assert "30003" in shown["delivery_error"]
 
 
 async def test_forged_or_unknown_callbacks_change_nothing(
@@ -183,19 +203,73 @@ async def test_twilio_5xx_is_retried_and_a_refused_number_fails_for_good(
     assert all(r["attempts"] == 1 for r in failed)
 
 
+@pytest.mark.parametrize(
+    ("at_recipient", "refusal"),
+    [(False, "550 5.1.1 No such mailbox"), (True, "550 5.1.1 No such user here")],
+    ids=["refused-at-DATA", "refused-at-RCPT"],
+)
 async def test_an_email_bounce_reported_by_the_smtp_server_is_recorded(
     client: ApiClient,
     db: asyncpg.Pool,
     practice: PracticeFixture,
     config: Config,
     smtp_server: SmtpServer,
+    at_recipient: bool,
+    refusal: str,
 ) -> None:
-    smtp_server.handler.refusals.append("550 5.1.1 No such mailbox")
+    # R-B6: a 5xx from the mail server is a bounce: failed for good, shown as bounced.
+    handler = smtp_server.handler
+    refusals = handler.recipient_refusals if at_recipient else handler.refusals
+    refusals.append(refusal)
     await book(client, practice, next_weekday_at(10, days_ahead=5))
     await make_worker(db, config).send_due()
     row = await db.fetchrow(
-        "SELECT status, delivery_status, delivery_error FROM outbox_messages"
+        "SELECT status, attempts, delivery_status, delivery_error FROM outbox_messages"
         " WHERE channel = 'email' AND trigger = 'video_appointment_booked'"
     )
-    assert row is not None and row["status"] == "failed"
+    assert row is not None and row["status"] == "failed" and row["attempts"] == 1
     assert row["delivery_status"] == "bounced" and "550" in row["delivery_error"]
+    (shown,) = [m for m in await _summary_messages(client, db, practice) if m["channel"] == "email"]
+    assert shown["delivery_status"] == "bounced" and "550" in shown["delivery_error"]
+    assert smtp_server.handler.refused == 1 and smtp_server.received == []
+
+
+async def test_a_temporary_smtp_refusal_is_retried_not_a_bounce(
+    client: ApiClient,
+    db: asyncpg.Pool,
+    practice: PracticeFixture,
+    config: Config,
+    smtp_server: SmtpServer,
+) -> None:
+    smtp_server.handler.recipient_refusals.append("450 4.2.1 Mailbox busy, try later")
+    await book(client, practice, next_weekday_at(10, days_ahead=5))
+    await make_worker(db, config).send_due()
+    row = await db.fetchrow(
+        "SELECT status, delivery_status FROM outbox_messages"
+        " WHERE channel = 'email' AND trigger = 'video_appointment_booked'"
+    )
+    assert row is not None and row["status"] == "scheduled" and row["delivery_status"] is None
+
+
+async def _sms_check(config: Config) -> CheckResult:
+    (found,) = [r for r in await check_services(config) if r.service == "sms"]
+    assert "\n" not in found.line()
+    return found
+
+
+async def test_check_reaches_the_twilio_account_and_says_what_is_wrong(
+    config: Config, twilio: FakeTwilio
+) -> None:
+    good = await _sms_check(config)
+    assert good.ok and "Twilio accepted the credentials" in good.detail, good.line()
+    wrong_token = dataclasses.replace(config.twilio, auth_token="not-the-token")
+    bad = await _sms_check(dataclasses.replace(config, twilio=wrong_token))
+    assert not bad.ok and "TWILIO_AUTH_TOKEN" in bad.detail and "401" in bad.detail
+    twilio.account_status = "suspended"
+    suspended = await _sms_check(config)
+    assert not suspended.ok and "suspended" in suspended.detail
+    nowhere = dataclasses.replace(config.twilio, base_url=f"http://127.0.0.1:{free_port()}")
+    unreachable = await _sms_check(dataclasses.replace(config, twilio=nowhere))
+    assert not unreachable.ok and "Connect" in unreachable.detail, unreachable.line()
+    log_only = await _sms_check(dataclasses.replace(config, sms_provider="log"))
+    assert log_only.ok and "SMS_PROVIDER=log" in log_only.detail

@@ -1,6 +1,8 @@
 """A stand-in for Twilio's Messages API on 127.0.0.1, answering as documented.
 
-POST /2010-04-01/Accounts/{sid}/Messages.json (form, basic auth): 201 with the message
+GET /2010-04-01/Accounts/{sid}.json (basic auth): the account and its status (what
+``videoconsult check`` reads). POST /2010-04-01/Accounts/{sid}/Messages.json (form, basic
+auth): 201 with the message
 (``sid``, ``status: queued``), 400 with Twilio's error 21211 for a number that is not E.164,
 401 for other credentials. ``report`` then POSTs a status callback to the StatusCallback URL
 the message named, signed as Twilio signs (X-Twilio-Signature: base64 HMAC-SHA1 of the URL
@@ -34,10 +36,12 @@ class FakeTwilio(FakeProviderServer):
     messages: dict[str, dict[str, str]] = field(default_factory=dict)  # sid -> form sent
     # The next N message creations answer this status instead (e.g. 500 or 429).
     fail_next: list[int] = field(default_factory=list)
+    account_status: str = "active"  # or "suspended", "closed"
 
     async def start(self) -> FakeTwilio:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
+        app.router.add_get("/2010-04-01/Accounts/{sid}.json", self._account)
         await self._serve(app)
         return self
 
@@ -73,12 +77,22 @@ class FakeTwilio(FakeProviderServer):
         ):
             return reply.status
 
-    async def _create(self, request: web.Request) -> web.Response:
+    def _authenticated(self, request: web.Request) -> bool:
         expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-        if (
-            request.match_info["sid"] != ACCOUNT_SID
-            or request.headers.get("Authorization") != expected
-        ):
+        return request.headers.get("Authorization") == expected
+
+    async def _account(self, request: web.Request) -> web.Response:
+        """The account resource: 401 without this account's credentials, 404 for another."""
+        if not self._authenticated(request):
+            return _error(401, 20003, "Authenticate")
+        if request.match_info["sid"] != ACCOUNT_SID:
+            return _error(404, 20404, "The requested resource was not found")
+        return web.json_response(
+            {"sid": ACCOUNT_SID, "friendly_name": "Test account", "status": self.account_status}
+        )
+
+    async def _create(self, request: web.Request) -> web.Response:
+        if request.match_info["sid"] != ACCOUNT_SID or not self._authenticated(request):
             return _error(401, 20003, "Authenticate")
         if self.fail_next:
             status = self.fail_next.pop(0)

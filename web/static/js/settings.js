@@ -149,6 +149,27 @@ newTypeForm.addEventListener("submit", async (event) => {
   }
 });
 
+// Anyone's own password: the current one proves it is them. The server ends every other
+// session and sets this one's new session cookies in its answer.
+const ownPasswordForm = document.getElementById("own-password-form");
+ownPasswordForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = ownPasswordForm.elements;
+  const changed = await submitting(ownPasswordForm, () =>
+    post("/api/password/change", {
+      current_password: f.current_password.value,
+      new_password: f.new_password.value,
+    }),
+  );
+  if (changed) {
+    ownPasswordForm.reset();
+    announce(
+      ownPasswordForm.querySelector("[data-status]"),
+      "Password changed. Your other sessions have been logged out.",
+    );
+  }
+});
+
 function fillTimezones() {
   const list = document.getElementById("timezones");
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];

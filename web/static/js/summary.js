@@ -71,12 +71,38 @@ function renderLink(link, rebookedAs) {
   if (rebookedAs) document.getElementById("rebooked-as-link").href = `/appointments/${rebookedAs}`;
 }
 
+// What the provider reported after taking the message (SMS status callbacks, email
+// bounces): its own words, in the practice's.
+const DELIVERY = {
+  accepted: "Accepted by the provider",
+  scheduled: "Accepted by the provider",
+  queued: "Queued at the provider",
+  sending: "Being sent",
+  sent: "Sent to the phone network",
+  delivered: "Delivered",
+  undelivered: "Not delivered",
+  failed: "Not delivered",
+  canceled: "Cancelled by the provider",
+  bounced: "Bounced",
+};
+
+function deliveryNote(message) {
+  if (!message.delivery_status) return null;
+  const words = DELIVERY[message.delivery_status] || message.delivery_status;
+  const at = message.delivery_status_at ? ` (${formatDateTime(message.delivery_status_at)})` : "";
+  const why = message.delivery_error && words !== "Delivered" ? `: ${message.delivery_error}` : "";
+  return el("div", { class: "hint", "data-delivery": message.delivery_status, text: `${words}${at}${why}` });
+}
+
 function communicationRow(message) {
   const when = message.sent_at || message.send_at;
   let status = stateBadge(message.status, message.status[0].toUpperCase() + message.status.slice(1));
   const extra = [];
   if (message.status === "scheduled") extra.push(`due ${formatDateTime(message.send_at)}`);
-  if (message.status === "failed" && message.last_error) extra.push(message.last_error);
+  // A provider's report already says why (its note below the badge): not said twice.
+  if (message.status === "failed" && message.last_error && !message.delivery_error) {
+    extra.push(message.last_error);
+  }
   if (message.status === "scheduled" && message.attempts > 0 && message.last_error) {
     extra.push(`retrying after: ${message.last_error}`);
   }
@@ -84,7 +110,12 @@ function communicationRow(message) {
   const label = TRIGGERS[message.trigger] || message.trigger;
   return el(
     "tr",
-    { "data-trigger": message.trigger, "data-status": message.status, "data-channel": message.channel },
+    {
+      "data-trigger": message.trigger,
+      "data-status": message.status,
+      "data-channel": message.channel,
+      "data-delivery": message.delivery_status || "",
+    },
     el("td", {}, el("time", { datetime: when, text: formatDateTime(when) })),
     el(
       "td",
@@ -101,7 +132,13 @@ function communicationRow(message) {
     ),
     el("td", { text: message.channel === "sms" ? "SMS" : "Email" }),
     el("td", { text: message.recipient }),
-    el("td", {}, status, extra.length ? el("div", { class: "hint", text: extra.join(" · ") }) : null),
+    el(
+      "td",
+      {},
+      status,
+      deliveryNote(message),
+      extra.length ? el("div", { class: "hint", text: extra.join(" · ") }) : null,
+    ),
   );
 }
 

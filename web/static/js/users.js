@@ -10,6 +10,35 @@ const ROLES = [
 ];
 const tableBody = document.querySelector("#users-table tbody");
 const newUserForm = document.getElementById("new-user-form");
+const usersStatus = document.getElementById("users-status");
+const inviteDialog = document.getElementById("invite-dialog");
+const inviteForm = document.getElementById("invite-form");
+
+function checkedRoles(container) {
+  return [...container.querySelectorAll("input[name=roles]:checked")].map((box) => box.value);
+}
+
+// A user who has not used their invitation yet can be sent a new link (the old one dies).
+function resendButton(person) {
+  const button = el("button", {
+    type: "button",
+    class: "button",
+    text: "Resend invitation",
+    "aria-label": `Resend the invitation to ${person.name}`,
+  });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await post(`/api/users/${person.id}/invite`);
+      announce(usersStatus, `A new invitation was sent to ${person.email}. The previous link no longer works.`);
+    } catch (error) {
+      announce(usersStatus, error.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
 
 function userRow(person) {
   const form = el("form", { id: `user-${person.id}`, class: "row-form", novalidate: true });
@@ -47,11 +76,13 @@ function userRow(person) {
     );
     if (result) announce(saved, `Saved ${result.name}.`);
   });
+  if (!person.password_set) form.append(resendButton(person));
   const you = person.id === me.id ? el("span", { class: "tag", text: "you" }) : null;
+  const invited = person.password_set ? null : el("span", { class: "tag", text: "invited" });
   return el(
     "tr",
     { "data-user-id": person.id },
-    el("th", { scope: "row" }, person.name, " ", you),
+    el("th", { scope: "row" }, person.name, " ", you, invited),
     el("td", { text: person.email }),
     el("td", {}, el("fieldset", { class: "inline-checks" }, el("legend", { class: "visually-hidden", text: `Roles of ${person.name}` }), roleBoxes)),
     el("td", {}, active),
@@ -67,7 +98,7 @@ async function loadUsers() {
 newUserForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const f = newUserForm.elements;
-  const roles = [...newUserForm.querySelectorAll("input[name=roles]:checked")].map((b) => b.value);
+  const roles = checkedRoles(newUserForm);
   const created = await submitting(newUserForm, () =>
     post("/api/users", {
       name: f.name.value.trim(),
@@ -79,6 +110,29 @@ newUserForm.addEventListener("submit", async (event) => {
   if (created) {
     newUserForm.reset();
     announce(newUserForm.querySelector("[data-status]"), `Added ${created.name}.`);
+    await loadUsers();
+  }
+});
+
+document.getElementById("invite-open").addEventListener("click", () => {
+  inviteForm.reset();
+  inviteDialog.showModal();
+  inviteForm.elements.name.focus();
+});
+document.getElementById("invite-cancel").addEventListener("click", () => inviteDialog.close());
+inviteForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = inviteForm.elements;
+  const invited = await submitting(inviteForm, () =>
+    post("/api/users/invite", {
+      name: f.name.value.trim(),
+      email: f.email.value.trim(),
+      roles: checkedRoles(inviteForm),
+    }),
+  );
+  if (invited) {
+    inviteDialog.close();
+    announce(usersStatus, `Invitation sent to ${invited.email}.`);
     await loadUsers();
   }
 });
