@@ -116,7 +116,7 @@ async def relay_phase(
 ) -> tuple[list[float], dict[str, int]]:
     async with (
         running_cluster(config, nodes) as cluster,
-        aiohttp.ClientSession(base_url=cluster.url) as session,
+        cluster.session() as session,
     ):
         api = cast(ApiClient, session)
         await db.execute(
@@ -147,7 +147,7 @@ async def failover_phase(
         running_cluster(
             config, args.nodes, ports=ports, fast_failover=args.fast_heartbeat
         ) as cluster,
-        aiohttp.ClientSession(base_url=cluster.url) as session,
+        cluster.session() as session,
     ):
         api = cast(ApiClient, session)
         for kill in range(args.kills):
@@ -184,7 +184,7 @@ async def rolling_phase(
     ports = {f"node-{n}": free_port() for n in range(1, args.nodes + 1)}
     async with (
         running_cluster(config, args.nodes, ports=ports) as cluster,
-        aiohttp.ClientSession(base_url=cluster.url) as session,
+        cluster.session() as session,
     ):
         api = cast(ApiClient, session)
         calls = [await admitted_call(api, db, practice, config) for _ in range(args.rolling_calls)]

@@ -1,8 +1,9 @@
 """A real cluster on loopback: ``videoconsult serve`` nodes behind Debian's nginx.
 
 Each node is its own process (kill -9, SIGTERM and SIGSTOP reach it for real); nginx runs
-with its own prefix and configuration, round robin with no affinity, retrying the next
-node on a refused upgrade or a 503 (``NGINX_LOCATION``, the README's production setup).
+the deploy kit's own site (``scripts/deploy/nginx-videoconsult.conf``, rendered as an
+operator renders it) in a private prefix: TLS, round robin with no affinity, the next node
+tried on a refused connection or a 503.
 Redis is a private ``redis-server`` on a unix socket, so a test may restart it; with
 ``redis_proxies`` each node reaches it through a proxy of its own, so a test may cut one
 node off from Redis while the others (and PostgreSQL) stay.
@@ -36,28 +37,11 @@ from tests.call_media_fixtures import (
     open_clinician_page,
 )
 from tests.calls_fixtures import wait_for
+from tests.deploy_fixtures import nginx_main_config, render, self_signed_certificate
 from tests.e2e.conftest_media import wait_for as wait_until
 from tests.fault_proxy import FaultProxy, unix_socket_proxy
 from tests.integration.test_health import RedisProcess
 from tests.support import ApiClient, PracticeFixture
-
-NGINX_LOCATION = """
-    location / {
-        proxy_pass http://videoconsult;
-        proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection $connection_upgrade;
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_read_timeout 1h;
-        proxy_connect_timeout 1s;
-        # A stopped node refuses the connection; a draining one answers 503 (having changed
-        # nothing): either way the request goes to the next node.
-        proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-        proxy_next_upstream_tries 3;
-    }
-"""
-
 
 # The page's first retry after a refused socket (web/static/js/call/connection.js).
 REFUSED_RETRY_SECONDS = 0.25
@@ -68,34 +52,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def nginx_config(prefix: Path, port: int, upstreams: list[str]) -> str:
-    servers = "\n".join(f"        server {address} max_fails=0;" for address in upstreams)
-    user = "user root root;" if os.geteuid() == 0 else ""
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return f"""{user}
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-{temp}
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    upstream videoconsult {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-{NGINX_LOCATION}
-    }}
-}}
-"""
 
 
 @dataclass
@@ -200,21 +156,38 @@ class Cluster:
         return node
 
     def start_nginx(self, port: int | None = None) -> None:
+        """The deploy kit's own nginx site (scripts/deploy), rendered with these nodes and
+        a self-signed certificate, inside the main configuration Debian wraps a site in."""
         prefix = self._dir / "nginx"
         prefix.mkdir(exist_ok=True)
         port = port or free_port()
-        upstreams = [node.address for node in self.nodes.values()]
-        conf = prefix / "nginx.conf"
-        conf.write_text(nginx_config(prefix, port, upstreams))
+        cert, key = self_signed_certificate(prefix)
+        site = prefix / "videoconsult.conf"
+        site.write_text(
+            render(
+                "nginx-videoconsult.conf",
+                nodes=",".join(node.address for node in self.nodes.values()),
+                SERVER_NAME="localhost",
+                HTTP_PORT=str(free_port()),
+                HTTPS_PORT=str(port),
+                TLS_CERT=str(cert),
+                TLS_KEY=str(key),
+            )
+        )
+        main = nginx_main_config(prefix, site)
         self._nginx = subprocess.Popen(
-            ["nginx", "-p", str(prefix), "-c", str(conf)],
+            ["nginx", "-p", str(prefix), "-c", str(main), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"https://127.0.0.1:{port}"
+
+    def session(self) -> aiohttp.ClientSession:
+        """A client of the cluster through nginx (its certificate is the test's own)."""
+        return aiohttp.ClientSession(base_url=self.url, connector=aiohttp.TCPConnector(ssl=False))
 
     async def wait_for_nginx(self) -> None:
-        host, port = self.url.removeprefix("http://").split(":")
+        host, port = self.url.removeprefix("https://").split(":")
         async with asyncio.timeout(10):
             while True:
                 try:

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import cast
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -53,7 +52,7 @@ async def cluster(config: Config) -> AsyncIterator[Cluster]:
 
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[ApiClient]:
-    async with aiohttp.ClientSession(base_url=cluster.url) as session:
+    async with cluster.session() as session:
         yield cast(ApiClient, session)
 
 
@@ -197,7 +196,7 @@ async def test_a_rolling_restart_of_every_node_drops_no_call(
     ports = {f"node-{n}": free_port() for n in (1, 2, 3)}
     async with (
         running_cluster(config, 3, ports=ports) as cluster,
-        aiohttp.ClientSession(base_url=cluster.url) as session,
+        cluster.session() as session,
     ):
         api = cast(ApiClient, session)
         calls = [await admitted_call(api, db, practice, config) for _ in range(3)]

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import cast
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -41,7 +40,7 @@ async def cluster(config: Config) -> AsyncIterator[Cluster]:
 
 @pytest.fixture
 async def api(cluster: Cluster) -> AsyncIterator[ApiClient]:
-    async with aiohttp.ClientSession(base_url=cluster.url) as session:
+    async with cluster.session() as session:
         yield cast(ApiClient, session)
 
 
