@@ -148,6 +148,10 @@ async def seed(database_url: str, public_url: str, appointments: int) -> dict[st
                     "appointment_id": str(appointment),
                     "link_token": signer.token(link),
                     "email": email,
+                    # Each clinician at an address of their own, as in a real practice
+                    # (all of 127/8 is loopback): one address logging in K clinicians at
+                    # once passes the per-address login throttle (20) at K > 20.
+                    "staff_address": f"127.0.{1 + number // 250}.{2 + number % 250}",
                 }
             )
     finally:

@@ -417,7 +417,8 @@ class ProductCall:
         return self.clinician, self.client
 
     async def start(self, within: float) -> None:
-        staff_http, client_http = aiohttp.ClientSession(), aiohttp.ClientSession()
+        staff_at = aiohttp.TCPConnector(local_addr=(self.slot["staff_address"], 0))
+        staff_http, client_http = aiohttp.ClientSession(connector=staff_at), aiohttp.ClientSession()
         doc, client = ProductPage(self.clinician, staff_http), ProductPage(self.client, client_http)
         self.pages = [doc, client]
         login = {"email": self.slot["email"], "password": self.credentials["password"]}
