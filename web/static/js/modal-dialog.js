@@ -93,8 +93,12 @@ export function askChoice(dialog, { cancelValue = "cancel", focus = cancelValue,
     finish(cancelValue);
   };
   // Chromium may close a modal dialog on Escape without a cancel event (close watcher
-  // rules); a close we did not ask for is still a Cancel.
-  const onClose = () => finish(cancelValue);
+  // rules); a close we did not ask for is still a Cancel. The close event is queued, so
+  // the one of an earlier question can arrive after this question reopened the dialog
+  // (Escape, then Enter on the same button at once): a dialog still open was not closed.
+  const onClose = () => {
+    if (!dialog.open) finish(cancelValue);
+  };
 
   dialog.addEventListener("click", onClick);
   dialog.addEventListener("cancel", onCancel);
