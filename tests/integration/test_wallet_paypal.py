@@ -153,8 +153,18 @@ async def test_a_refund_webhook_reverses_once_and_a_forged_one_changes_nothing(
     replies = await asyncio.gather(
         *(client.post(HOOK, json=refund, headers=paypal.signed_headers(refund)) for _ in range(100))
     )
-    assert {r.status for r in replies} == {200}
-    assert sum([(await r.json())["applied"] for r in replies]) == 1
+    # A delivery of the burst that waited too long for a database connection ("busy"), or
+    # for PayPal's answer to its signature check ("provider_unavailable"), is told 503
+    # having changed nothing (R-A2); PayPal redelivers it, and the redelivery is answered.
+    applied = []
+    for reply in replies:
+        while reply.status == 503:
+            body = await reply.json()
+            assert body["error"]["code"] in {"busy", "provider_unavailable"}, body
+            reply = await client.post(HOOK, json=refund, headers=paypal.signed_headers(refund))
+        assert reply.status == 200, await reply.text()
+        applied.append((await reply.json())["applied"])
+    assert sum(applied) == 1
     assert await ledger.balance_seconds(db, practice.id) == 0
     after = await (await client.get(f"{BUY}/{purchase['id']}", headers=admin)).json()
     assert after["status"] == "reversed"
