@@ -15,12 +15,25 @@ yet connected) takes aiortc's own path, queue and `RtpPacket`s: the slow path.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 # RFC 3550 5.1: V/P/X/CC, M/PT, sequence number, timestamp, SSRC.
 FIXED_HEADER = struct.Struct("!BBHII")
 FIXED_HEADER_SIZE = FIXED_HEADER.size
-_REWRITTEN_FIELDS = struct.Struct("!BBHII")
 MARKER_BIT = 0x80
+
+
+def fast_path_ssrc(datagram: bytes) -> int:
+    """The SSRC of an SRTP datagram the fast path may take (RTP without CSRCs), else -1.
+
+    One call for the tap's per-datagram question: `is_rtp_not_rtcp` and not `has_csrcs`
+    (version 2 and a CSRC count of 0 are the first octet's bits 0xCF), then `ssrc_of`.
+    """
+    if len(datagram) < FIXED_HEADER_SIZE or datagram[0] & 0xCF != 0x80:
+        return -1
+    if 192 <= datagram[1] <= 208:
+        return -1
+    return int.from_bytes(datagram[8:12], "big")
 
 
 def is_rtp_not_rtcp(datagram: bytes) -> bool:
@@ -49,12 +62,14 @@ def read_fixed_header(data: bytes) -> tuple[int, int, int, int]:
 
 def payload_offset(data: bytes) -> int:
     """Where the payload starts: after the fixed header, CSRCs and header extension."""
-    offset = FIXED_HEADER_SIZE + 4 * (data[0] & 0x0F)
-    if data[0] & 0x10:
-        if len(data) < offset + 4:
-            return len(data)
-        offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
-    return min(offset, len(data))
+    first = data[0]
+    offset = FIXED_HEADER_SIZE + 4 * (first & 0x0F)
+    size = len(data)
+    if first & 0x10:
+        if size < offset + 4:
+            return size
+        offset += 4 + 4 * ((data[offset + 2] << 8) | data[offset + 3])
+    return offset if offset < size else size
 
 
 def payload_end(data: bytes) -> int:
@@ -67,23 +82,37 @@ def payload_end(data: bytes) -> int:
 def rewrite_fixed_header(data: bytes, payload_type: int, seq: int, ts: int, ssrc: int) -> bytes:
     """A copy of `data` with these header fields; marker, extensions and payload kept."""
     return (
-        _REWRITTEN_FIELDS.pack(data[0], (data[1] & MARKER_BIT) | payload_type, seq, ts, ssrc)
+        FIXED_HEADER.pack(data[0], (data[1] & MARKER_BIT) | payload_type, seq, ts, ssrc)
         + data[FIXED_HEADER_SIZE:]
     )
 
 
+def rewrite_fixed_header_into(
+    buffer: Any, data: bytes, payload_type: int, seq: int, ts: int, ssrc: int
+) -> None:
+    """`rewrite_fixed_header` into a writable buffer (the SRTP session's own), no copy made."""
+    size = len(data)
+    buffer[0:size] = data
+    FIXED_HEADER.pack_into(buffer, 0, data[0], (data[1] & MARKER_BIT) | payload_type, seq, ts, ssrc)
+
+
 class PacketHistory:
-    """The last `size` packets sent, as bytes, by sequence number (to answer NACKs)."""
+    """The last `size` packets sent, by output sequence number (to answer NACKs).
+
+    A slot keeps the packet as it arrived plus the header fields it was sent with: the
+    sent bytes are rebuilt (`rewrite_fixed_header`) only for a packet a NACK asks for.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._slots: list[tuple[int, bytes] | None] = [None] * size
+        self._slots: list[tuple[int, bytes, int, int, int] | None] = [None] * size
 
-    def put(self, seq: int, data: bytes) -> None:
-        self._slots[seq % self._size] = (seq, data)
+    def put(self, seq: int, data: bytes, payload_type: int, ts: int, ssrc: int) -> None:
+        self._slots[seq % self._size] = (seq, data, payload_type, ts, ssrc)
 
     def get(self, seq: int) -> bytes | None:
+        """The plain packet sent as `seq`, or None when its slot holds another."""
         slot = self._slots[seq % self._size]
         if slot is None or slot[0] != seq:
             return None
-        return slot[1]
+        return rewrite_fixed_header(slot[1], slot[2], seq, slot[3], slot[4])

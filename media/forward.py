@@ -27,7 +27,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from media.aiortc_adapter import EgressPort, IngressPort, header_extension_ids
-from media.fastpath import payload_offset, rewrite_fixed_header
+from media.fastpath import payload_offset
 from media.keyframes import is_keyframe_start
 from media.kinds import MediaKind
 from media.sequence import StreamRewriter
@@ -69,16 +69,14 @@ class StreamForwarder:
         self._last_keyframe_request_at = -1e9
         # None until checked on a packet with both legs connected (see `takes_bytes`).
         self._bytes_compatible: bool | None = None
+        # May the ingress hand this stream's packets over as bytes (the fast path)? Read
+        # by the tap on every datagram: kept equal to `bool(self._bytes_compatible)`.
+        self.takes_bytes = False
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def waiting_for_keyframe(self) -> bool:
         return self._waiting_for_keyframe
-
-    @property
-    def takes_bytes(self) -> bool:
-        """May the ingress hand this stream's packets over as bytes (the fast path)?"""
-        return bool(self._bytes_compatible)
 
     def connect_ingress(self, port: IngressPort | None) -> None:
         if self._ingress is not None and self._ingress.consumer is self:
@@ -86,7 +84,7 @@ class StreamForwarder:
         self._ingress = port
         if port is not None:
             port.consumer = self
-        self._bytes_compatible = None
+        self._set_bytes_compatible(None)
         self._hold_until_keyframe()
 
     def connect_egress(self, port: EgressPort | None) -> None:
@@ -99,8 +97,12 @@ class StreamForwarder:
         if port is not None:
             port.on_keyframe_request = self.on_keyframe_request
             port.on_bandwidth_estimate = self.on_bandwidth_estimate
-        self._bytes_compatible = None
+        self._set_bytes_compatible(None)
         self._hold_until_keyframe()
+
+    def _set_bytes_compatible(self, compatible: bool | None) -> None:
+        self._bytes_compatible = compatible
+        self.takes_bytes = bool(compatible)
 
     def _hold_until_keyframe(self) -> None:
         if self._is_video:
@@ -119,29 +121,37 @@ class StreamForwarder:
             self._check_bytes_compatible(egress)
         if self._waiting_for_keyframe and not self._passes_keyframe_gate(codec, packet.payload):
             return
-        mapped = self._map(egress, codec, packet.ssrc, packet.sequence_number, packet.timestamp)
+        mapped = self._map(
+            egress, codec, packet.ssrc, packet.sequence_number, packet.timestamp, time.monotonic()
+        )
         if mapped is None:
             return
         packet.sequence_number, packet.timestamp, packet.payload_type = mapped
-        self._count_sent(egress.send_packet(packet), packet.sequence_number, fast=False)
+        if egress.send_packet(packet):
+            self.counters.forwarded += 1
+        else:
+            self._drop(packet.sequence_number)
 
     def forward_bytes(
-        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int
+        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int, now: float
     ) -> None:
-        """The fast path: plain RTP bytes, header fields patched in a copy."""
+        """The fast path: plain RTP bytes, header fields patched while protecting."""
         egress = self._admit_egress(seq)
         if egress is None:
             return
         offset = payload_offset(data)
         if self._waiting_for_keyframe and not self._passes_keyframe_gate(codec, data[offset:]):
             return
-        mapped = self._map(egress, codec, ssrc, seq, ts)
+        mapped = self._map(egress, codec, ssrc, seq, ts, now)
         if mapped is None:
             return
         out_seq, out_ts, payload_type = mapped
-        rewritten = rewrite_fixed_header(data, payload_type, out_seq, out_ts, egress.ssrc)
-        sent = egress.send_bytes(rewritten, out_seq, out_ts, len(data) - offset)
-        self._count_sent(sent, seq, fast=True)
+        if egress.send_rewritten(data, payload_type, out_seq, out_ts, len(data) - offset):
+            counters = self.counters
+            counters.forwarded += 1
+            counters.forwarded_on_fast_path += 1
+        else:
+            self._drop(seq)
 
     # --- shared decisions -----------------------------------------------------------------
 
@@ -150,7 +160,7 @@ class StreamForwarder:
         if egress is None:
             # Alone in the call: read and dropped (the fast path may take it meanwhile).
             if self._bytes_compatible is None:
-                self._bytes_compatible = self._fast_path_allowed
+                self._set_bytes_compatible(self._fast_path_allowed)
             self._drop(seq)
             return None
         if not egress.can_send(MAX_EGRESS_BACKLOG_BYTES):
@@ -160,7 +170,7 @@ class StreamForwarder:
 
     def _check_bytes_compatible(self, egress: EgressPort) -> None:
         ingress = self._ingress
-        self._bytes_compatible = (
+        self._set_bytes_compatible(
             self._fast_path_allowed
             and ingress is not None
             and ingress.mid == egress.mid
@@ -176,7 +186,13 @@ class StreamForwarder:
         return False
 
     def _map(
-        self, egress: EgressPort, codec: RTCRtpCodecParameters, ssrc: int, seq: int, ts: int
+        self,
+        egress: EgressPort,
+        codec: RTCRtpCodecParameters,
+        ssrc: int,
+        seq: int,
+        ts: int,
+        now: float,
     ) -> tuple[int, int, int] | None:
         payload_type = egress.payload_type_for(codec)
         if payload_type is None:
@@ -185,19 +201,11 @@ class StreamForwarder:
         rewriter = self._rewriter
         if rewriter is None:
             rewriter = self._rewriter = StreamRewriter(codec.clockRate)
-        mapped = rewriter.rewrite(ssrc, seq, ts, time.monotonic())
+        mapped = rewriter.rewrite(ssrc, seq, ts, now)
         if mapped is None:
             self.counters.refused += 1
             return None
         return mapped[0], mapped[1], payload_type
-
-    def _count_sent(self, sent: bool, seq: int, *, fast: bool) -> None:
-        if sent:
-            self.counters.forwarded += 1
-            if fast:
-                self.counters.forwarded_on_fast_path += 1
-        else:
-            self._drop(seq)
 
     def shed(self, seq: int) -> None:
         """Dropped before reaching us (ingress backlog): the same recovery as our drops."""

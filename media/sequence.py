@@ -29,11 +29,6 @@ REORDER_WINDOW = 1024
 MAX_STALE_IN_A_ROW = 32
 
 
-def seq_is_newer(a: int, b: int) -> bool:
-    """RFC 3550 serial comparison: 16-bit `a` comes after `b` (within half the range)."""
-    return 0 < ((a - b) & 0xFFFF) < 0x8000
-
-
 class SequenceRewriter:
     """Maps 16-bit input sequence numbers onto strictly increasing output numbers."""
 
@@ -53,6 +48,11 @@ class SequenceRewriter:
     def max_output(self) -> int:
         """The highest 16-bit output number handed out (meaningless before the first)."""
         return self._max_output & 0xFFFF
+
+    @property
+    def max_output_unwrapped(self) -> int:
+        """The highest output number handed out, unwrapped (it only ever grows)."""
+        return self._max_output
 
     def sync(self) -> None:
         """Rebase: the next input continues right after the highest output sent."""
@@ -81,8 +81,10 @@ class SequenceRewriter:
             self._forwarded.add(ext)
             self._max_output += 1
             return self._max_output & 0xFFFF
-        ext = self._unwrap(seq)
-        if ext <= self._max_input - REORDER_WINDOW:
+        max_input = self._max_input
+        delta = (seq - max_input) & 0xFFFF  # `_unwrap(seq)`, inline: once per packet
+        ext = max_input + (delta - SEQ_MODULO if delta >= 0x8000 else delta)
+        if ext <= max_input - REORDER_WINDOW:
             self._stale_in_a_row += 1
             if self._stale_in_a_row >= MAX_STALE_IN_A_ROW:
                 self._sync_pending = True
@@ -103,7 +105,7 @@ class SequenceRewriter:
             below = index
         out = ext + self._base - below
         forwarded.add(ext)
-        if ext > self._max_input:
+        if ext > max_input:
             self._max_input = ext
             if len(forwarded) > 2 * REORDER_WINDOW:
                 self._forget_old_inputs()
@@ -165,12 +167,13 @@ class StreamRewriter:
             self._ts_offset = (self._last_ts + elapsed_ticks - ts) & 0xFFFFFFFF
             self._source_ssrc = ssrc
             self._sequence.sync()
-        previous_max = self._sequence.max_output
-        out_seq = self._sequence.rewrite(seq)
+        sequence = self._sequence
+        previous_max = sequence.max_output_unwrapped
+        out_seq = sequence.rewrite(seq)
         if out_seq is None:
             return None
         out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
-        if seq_is_newer(out_seq, previous_max):
+        if sequence.max_output_unwrapped > previous_max:  # the newest packet sent so far
             self._last_ts = out_ts
             self._last_sent_at = now
         return out_seq, out_ts

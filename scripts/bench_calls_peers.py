@@ -231,7 +231,7 @@ class CountingConsumer:
         self._count(packet.payload)
 
     def forward_bytes(
-        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int
+        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int, now: float
     ) -> None:
         self._count(data[payload_offset(data) :])
 

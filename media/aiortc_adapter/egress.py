@@ -67,6 +67,7 @@ class EgressPort:
             "_RTCRtpSender__octet_count",
             "_RTCRtpSender__packet_count",
             "_ssrc",
+            "_RTCRtpSender__transport",
         ):
             _private(sender, name)
         self._payload_types: dict[str, int] = {}
@@ -96,13 +97,17 @@ class EgressPort:
         transport: RTCDtlsTransport = self._sender.transport
         return transport
 
-    def is_ready(self) -> bool:
-        # `state` builds a string on every call; this runs once per forwarded packet.
-        return bool(self._sender.transport._state is DtlsState.CONNECTED)
-
     def can_send(self, max_backlog_bytes: int) -> bool:
         """Connected, and the socket's write buffer holds no more than `max_backlog_bytes`."""
-        return self.is_ready() and self.backlog_bytes() <= max_backlog_bytes
+        if self._internals._RTCRtpSender__transport._state is not DtlsState.CONNECTED:
+            return False
+        found = self._socket or self._nominated_socket()
+        if found is None:
+            return True  # a TURN pair: aioice's own send task
+        size = int(found[0].get_write_buffer_size())
+        if size > self.max_backlog_bytes_seen:
+            self.max_backlog_bytes_seen = size
+        return size <= max_backlog_bytes
 
     def payload_type_for(self, codec: RTCRtpCodecParameters) -> int | None:
         """The payload type this leg negotiated for `codec` (legs may number them apart)."""
@@ -136,16 +141,6 @@ class EgressPort:
             found = self._socket = (socket_transport, pair.remote_addr)
         return found
 
-    def backlog_bytes(self) -> int:
-        """Bytes waiting in the asyncio write buffer of this leg's socket."""
-        found = self._nominated_socket()
-        if found is None:
-            return 0
-        size = int(found[0].get_write_buffer_size())
-        if size > self.max_backlog_bytes_seen:
-            self.max_backlog_bytes_seen = size
-        return size
-
     def send_packet(self, packet: RtpPacket) -> bool:
         """Send a parsed packet whose sequence number, timestamp and payload type are set."""
         packet.ssrc = self._internals._ssrc
@@ -158,20 +153,30 @@ class EgressPort:
         # abs-send-time is kept from the original sender: the receiver's bandwidth
         # estimator then measures the whole path, and its REMB goes back to that sender.
         data = packet.serialize(self._sender.transport._rtp_header_extensions_map)
-        return self.send_bytes(data, packet.sequence_number, packet.timestamp, len(packet.payload))
+        return self.send_rewritten(
+            data, packet.payload_type, packet.sequence_number, packet.timestamp, len(packet.payload)
+        )
 
-    def send_bytes(self, data: bytes, seq: int, ts: int, payload_size: int) -> bool:
-        """Protect and send a plain RTP packet already rewritten for this leg."""
-        transport: Any = self._sender.transport
+    def send_rewritten(
+        self, data: bytes, payload_type: int, seq: int, ts: int, payload_size: int
+    ) -> bool:
+        """Send a plain RTP packet with these header fields (and this leg's SSRC), protected.
+
+        `data` is the packet as it arrived: the header is rewritten while protecting, in
+        the SRTP session's own buffer, and the history keeps `data` and the fields.
+        """
+        sender = self._internals
+        transport = sender._RTCRtpSender__transport
         srtp = self._tx_srtp
         if srtp is None or srtp.session is not transport._tx_srtp:
             srtp = self._tx_srtp = _srtp_calls(srtp, transport._tx_srtp)
             if srtp is None:
                 return False
-        protected = srtp.protect(data)
+        ssrc = sender._ssrc
+        protected = srtp.protect_rewritten(data, payload_type, seq, ts, ssrc)
         if protected is None:
             return False
-        found = self._nominated_socket()
+        found = self._socket or self._nominated_socket()
         if found is not None:
             socket_transport = found[0]
             if socket_transport.is_closing():
@@ -179,21 +184,13 @@ class EgressPort:
                 self._socket = None
                 return False
             socket_transport.sendto(protected, found[1])
-        else:
-            connection = _private(transport.transport, "_connection")
-            if connection._nominated.get(1) is None:
-                return False  # ICE closed (consent expired) before DTLS noticed
-            # A TURN pair: aioice wraps the data in a channel message.
-            task = asyncio.get_running_loop().create_task(connection.send(protected))
-            self._background.add(task)
-            task.add_done_callback(_sent_through_relay)
-            task.add_done_callback(self._background.discard)
+        elif not self._send_through_relay(transport, protected):
+            return False
         transport._RTCDtlsTransport__tx_bytes += len(protected)
         transport._RTCDtlsTransport__tx_packets += 1
-        # What aiortc's own RTP loop records: NACK history (bytes here; see _on_rtcp)
-        # and the counters its RTCP sender reports are built from.
-        self._history.put(seq, data)
-        sender = self._internals
+        # What aiortc's own RTP loop records: NACK history (see _on_rtcp) and the
+        # counters its RTCP sender reports are built from.
+        self._history.put(seq, data, payload_type, ts, ssrc)
         if not self.packets_sent & 7:
             # The SR's (NTP, RTP timestamp) pair need only describe one recent packet.
             sender._RTCRtpSender__ntp_timestamp = _ntp_now()
@@ -201,6 +198,17 @@ class EgressPort:
         sender._RTCRtpSender__octet_count += payload_size
         sender._RTCRtpSender__packet_count += 1
         self.packets_sent += 1
+        return True
+
+    def _send_through_relay(self, transport: Any, protected: bytes) -> bool:
+        """A TURN pair: aioice wraps the data in a channel message, from a task."""
+        connection = _private(transport.transport, "_connection")
+        if connection._nominated.get(1) is None:
+            return False  # ICE closed (consent expired) before DTLS noticed
+        task = asyncio.get_running_loop().create_task(connection.send(protected))
+        self._background.add(task)
+        task.add_done_callback(_sent_through_relay)
+        task.add_done_callback(self._background.discard)
         return True
 
     async def _on_rtcp(self, packet: AnyRtcpPacket) -> None:

@@ -13,7 +13,6 @@ from aiortc import (
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
@@ -23,39 +22,31 @@ from aiortc.rtp import (
 )
 
 from media.aiortc_adapter._internals import MAX_INGRESS_BACKLOG_PACKETS, _private
-from media.fastpath import (
-    read_fixed_header,
-)
+from media.aiortc_adapter.reception import FastNackGenerator, FastStreamStatistics
+from media.fastpath import FIXED_HEADER
 from media.kinds import MediaKind
+
+_unpack_fixed_header = FIXED_HEADER.unpack_from
 
 
 class StreamConsumer(Protocol):
     """What an ingress port hands its packets to (a `forward.StreamForwarder`)."""
 
-    @property
-    def takes_bytes(self) -> bool:
-        """True while plain bytes may be forwarded as they are (the fast path)."""
-        ...
+    # True while plain bytes may be forwarded as they are (the fast path); read per
+    # datagram, so a plain attribute.
+    takes_bytes: bool
 
     def forward_packet(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None: ...
 
     def forward_bytes(
-        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int
-    ) -> None: ...
+        self, data: bytes, codec: RTCRtpCodecParameters, seq: int, ts: int, ssrc: int, now: float
+    ) -> None:
+        """A plain packet with these header fields, received at `now` (time.monotonic())."""
+        ...
 
     def shed(self, seq: int) -> None:
         """The packet `seq` was dropped before reaching the consumer (backlog)."""
         ...
-
-
-class _SequenceAndTimestamp:
-    """What aiortc's StreamStatistics and NackGenerator read from a packet, for bytes."""
-
-    __slots__ = ("sequence_number", "timestamp")
-
-    def __init__(self) -> None:
-        self.sequence_number = 0
-        self.timestamp = 0
 
 
 def header_extension_ids(transport: RTCDtlsTransport) -> tuple[object, ...]:
@@ -102,12 +93,12 @@ class IngressPort:
         self._codecs: dict[int, RTCRtpCodecParameters] = _private(
             receiver, "_RTCRtpReceiver__codecs"
         )
-        self._streams: dict[int, StreamStatistics] = _private(
+        # aiortc's receiver reports read these; the fast path fills them from two integers.
+        self._streams: dict[int, FastStreamStatistics] = _private(
             receiver, "_RTCRtpReceiver__remote_streams"
         )
         self._rtx_ssrc: dict[int, int] = _private(receiver, "_RTCRtpReceiver__rtx_ssrc")
-        self._nack = NackGenerator() if kind == "video" else None
-        self._header = _SequenceAndTimestamp()
+        self._nack = FastNackGenerator() if kind == "video" else None
         self._ingress_queue: Any = None
         self._background: set[asyncio.Task[None]] = set()
         for name in ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack", "_run_rtcp"):
@@ -156,7 +147,7 @@ class IngressPort:
             return
         stream = self._streams.get(packet.ssrc)
         if stream is None:
-            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+            stream = self._streams[packet.ssrc] = FastStreamStatistics(codec.clockRate)
         stream.add(packet)
 
         if is_rtx(codec):
@@ -198,25 +189,22 @@ class IngressPort:
 
     def receive_plain(self, data: bytes) -> None:
         """The fast path: a plain (unprotected) RTP packet of this port's media SSRC."""
-        payload_type, seq, ts, ssrc = read_fixed_header(data)
-        codec = self._codecs.get(payload_type)
+        _, second, seq, ts, ssrc = _unpack_fixed_header(data)
+        codec = self._codecs.get(second & 0x7F)
         consumer = self.consumer
         if codec is None or consumer is None:
             return
-        header: Any = self._header
-        header.sequence_number = seq
-        header.timestamp = ts
         stream = self._streams.get(ssrc)
         if stream is None:
-            stream = self._streams[ssrc] = StreamStatistics(codec.clockRate)
-        stream.add(header)
+            stream = self._streams[ssrc] = FastStreamStatistics(codec.clockRate)
+        stream.add_fields(seq, ts)
         nack = self._nack
-        if nack is not None and nack.add(header):
+        if nack is not None and nack.add_seq(seq):
             self._in_background(self._internals._send_rtcp_nack(ssrc, sorted(nack.missing)))
-        self.last_packet_at = time.monotonic()
+        now = self.last_packet_at = time.monotonic()
         self.packets_received += 1
         self.packets_on_fast_path += 1
-        consumer.forward_bytes(data, codec, seq, ts, ssrc)
+        consumer.forward_bytes(data, codec, seq, ts, ssrc, now)
 
     def backlog_packets(self) -> int:
         """Datagrams received by aioice for this leg and not yet processed."""

@@ -31,6 +31,13 @@ _EXPECTED_SOURCE: tuple[tuple[Any, str, str], ...] = (
     (rtcrtpreceiver.RTCRtpReceiver.receive, "self.__decoder_thread.start()", "receive"),
     (rtcrtpreceiver.RTCRtpReceiver.receive, "._register_rtp_receiver(self, parameters)", "receive"),
     (rtcrtpreceiver.RTCRtpReceiver.receive, "asyncio.ensure_future(self._run_rtcp())", "receive"),
+    # reception.py restates these two methods on integers.
+    (
+        rtcrtpreceiver.StreamStatistics.add,
+        "self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)",
+        "jitter",
+    ),
+    (rtcrtpreceiver.NackGenerator.add, "self.missing.discard(packet.sequence_number)", "NACK"),
 )
 _RECEIVE_STATEMENTS = 20  # non-blank, non-comment lines of the body of receive() in 1.16.0
 
@@ -102,8 +109,23 @@ async def check_aiortc_internals() -> list[str]:
                     "_RTCRtpSender__rtp_timestamp",
                     "_RTCRtpSender__octet_count",
                     "_RTCRtpSender__packet_count",
+                    "_RTCRtpSender__transport",
                 ),
             ),
+            (
+                rtcrtpreceiver.StreamStatistics(90000),
+                (
+                    "base_seq",
+                    "max_seq",
+                    "cycles",
+                    "packets_received",
+                    "_clockrate",
+                    "_jitter_q4",
+                    "_last_arrival",
+                    "_last_timestamp",
+                ),
+            ),
+            (rtcrtpreceiver.NackGenerator(), ("max_seq", "missing", "truncate")),
             (transceiver, ("_codecs",)),
             (
                 sender.transport,

@@ -9,6 +9,7 @@ from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
 from media.aiortc_adapter._internals import _private
+from media.fastpath import rewrite_fixed_header_into
 
 
 class SrtpCalls:
@@ -30,6 +31,21 @@ class SrtpCalls:
 
     def protect(self, data: bytes) -> bytes | None:
         return self._call(srtp_lib.srtp_protect, data)
+
+    def protect_rewritten(
+        self, data: bytes, payload_type: int, seq: int, ts: int, ssrc: int
+    ) -> bytes | None:
+        """`protect(rewrite_fixed_header(data, ...))`, rewritten in the session's buffer."""
+        size = len(data)
+        if size > self._room:
+            return None
+        rewrite_fixed_header_into(self._buffer, data, payload_type, seq, ts, ssrc)
+        length = self._length
+        length[0] = size
+        if srtp_lib.srtp_protect(self._context, self._cdata, length):
+            return None
+        result: bytes = self._buffer[0 : length[0]]
+        return result
 
     def unprotect(self, data: bytes) -> bytes | None:
         return self._call(srtp_lib.srtp_unprotect, data)

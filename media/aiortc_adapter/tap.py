@@ -13,11 +13,7 @@ from media.aiortc_adapter.ice_consent import keep_consent
 from media.aiortc_adapter.ingress import IngressPort
 from media.aiortc_adapter.srtp import SrtpCalls, _srtp_calls
 from media.consent import ConsentTiming
-from media.fastpath import (
-    has_csrcs,
-    is_rtp_not_rtcp,
-    ssrc_of,
-)
+from media.fastpath import fast_path_ssrc
 
 
 class DatagramTap:
@@ -63,23 +59,22 @@ class DatagramTap:
         setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
 
     def _on_datagram(self, data: bytes, component: int) -> None:
-        if is_rtp_not_rtcp(data) and not has_csrcs(data):
-            port = self.routes.get(ssrc_of(data))
-            if port is not None:
-                consumer = port.consumer
-                srtp = self._rx_srtp
-                if srtp is None or srtp.session is not self._dtls._rx_srtp:
-                    srtp = self._rx_srtp = _srtp_calls(srtp, self._dtls._rx_srtp)
-                if consumer is not None and consumer.takes_bytes and srtp is not None:
-                    plain = srtp.unprotect(data)
-                    if plain is None:
-                        # aiortc drops these too (replayed or forged).
-                        self.unprotect_failures += 1
-                        return
-                    dtls = self._dtls
-                    dtls._RTCDtlsTransport__rx_bytes += len(data)
-                    dtls._RTCDtlsTransport__rx_packets += 1
-                    self.datagrams_on_fast_path += 1
-                    port.receive_plain(plain)
+        port = self.routes.get(fast_path_ssrc(data))
+        if port is not None:
+            consumer = port.consumer
+            srtp = self._rx_srtp
+            dtls = self._dtls
+            if srtp is None or srtp.session is not dtls._rx_srtp:
+                srtp = self._rx_srtp = _srtp_calls(srtp, dtls._rx_srtp)
+            if consumer is not None and consumer.takes_bytes and srtp is not None:
+                plain = srtp.unprotect(data)
+                if plain is None:
+                    # aiortc drops these too (replayed or forged).
+                    self.unprotect_failures += 1
                     return
+                dtls._RTCDtlsTransport__rx_bytes += len(data)
+                dtls._RTCDtlsTransport__rx_packets += 1
+                self.datagrams_on_fast_path += 1
+                port.receive_plain(plain)
+                return
         self._queue_datagram(data, component)

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from media.fastpath import (
     PacketHistory,
+    fast_path_ssrc,
     has_csrcs,
     is_rtp_not_rtcp,
     payload_end,
     payload_offset,
     read_fixed_header,
     rewrite_fixed_header,
+    rewrite_fixed_header_into,
     ssrc_of,
 )
 
@@ -113,8 +115,40 @@ def test_demultiplexing_leaves_rtcp_dtls_and_stun_to_aiortc() -> None:
 
 def test_history_answers_only_for_the_sequence_number_it_holds() -> None:
     history = PacketHistory(128)
-    history.put(5, b"five")
-    history.put(133, b"one-three-three")  # same slot, newer packet
+    five = rewrite_fixed_header(bytes(12) + b"five", 96, 1, 2, 3)
+    history.put(5, five, 96, 900, 7)
+    history.put(133, five, 97, 1800, 7)  # same slot, newer packet
     assert history.get(5) is None
-    assert history.get(133) == b"one-three-three"
     assert history.get(6) is None
+    # What was sent as 133: the stored packet with the header fields it was sent with.
+    assert history.get(133) == rewrite_fixed_header(five, 97, 133, 1800, 7)
+    assert read_fixed_header(history.get(133) or b"") == (97, 133, 1800, 7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(min_size=12, max_size=300),
+    fields=st.tuples(
+        st.integers(0, 127),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFFFFFF),
+        st.integers(0, 0xFFFFFFFF),
+    ),
+)
+def test_rewrite_into_a_buffer_equals_the_copying_rewrite(
+    data: bytes, fields: tuple[int, int, int, int]
+) -> None:
+    buffer = bytearray(400)
+    rewrite_fixed_header_into(buffer, data, *fields)
+    assert bytes(buffer[: len(data)]) == rewrite_fixed_header(data, *fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=0, max_size=40))
+def test_fast_path_ssrc_is_the_three_questions_in_one(data: bytes) -> None:
+    expected = ssrc_of(data) if is_rtp_not_rtcp(data) and not has_csrcs(data) else -1
+    assert fast_path_ssrc(data) == expected
+    # RTP headers (first octet 0x80-0x8F / 0x90-0x9F ...) are where it matters most.
+    header = bytes([0x90, data[0] if data else 96]) + data.ljust(10, b"\0")
+    expected = ssrc_of(header) if is_rtp_not_rtcp(header) and not has_csrcs(header) else -1
+    assert fast_path_ssrc(header) == expected
