@@ -32,6 +32,7 @@ level, on ports attached to a leg's transceivers, one part per module:
 
 from media.aiortc_adapter._internals import (
     MAX_INGRESS_BACKLOG_PACKETS,
+    MAX_SOCKET_QUEUE_BYTES,
     TESTED_AIORTC_VERSIONS,
     AiortcInternalsChanged,
 )
@@ -40,10 +41,11 @@ from media.aiortc_adapter.ice_consent import keep_consent
 from media.aiortc_adapter.ingress import IngressPort, StreamConsumer, header_extension_ids
 from media.aiortc_adapter.selfcheck import check_aiortc_internals
 from media.aiortc_adapter.srtp import SrtpCalls
-from media.aiortc_adapter.tap import DatagramTap
+from media.aiortc_adapter.tap import DatagramTap, socket_queued_bytes
 
 __all__ = [
     "MAX_INGRESS_BACKLOG_PACKETS",
+    "MAX_SOCKET_QUEUE_BYTES",
     "TESTED_AIORTC_VERSIONS",
     "AiortcInternalsChanged",
     "DatagramTap",
@@ -55,4 +57,5 @@ __all__ = [
     "check_aiortc_internals",
     "header_extension_ids",
     "keep_consent",
+    "socket_queued_bytes",
 ]

@@ -14,6 +14,15 @@ TESTED_AIORTC_VERSIONS: tuple[str, ...] = ("1.16.0",)
 # stale media only adds latency. (The fast path bypasses the queue; what remains in it is
 # RTCP, RTX and streams on the slow path.)
 MAX_INGRESS_BACKLOG_PACKETS = 64
+# The fast path's backlog is the kernel's: datagrams queued on a leg's UDP socket while the
+# event loop is busy. Beyond this many bytes queued (the kernel's accounting, about 2.3 KB
+# per full-size datagram: some 28 datagrams, under 0.2 s of a participant's audio and
+# video) the tap sheds what it reads, through the forwarder's drop path, until it catches
+# up; the kernel alone would let the queue grow to the socket's whole receive buffer
+# (rmem_default, 208 KB: over half a second) and then drop blind.
+MAX_SOCKET_QUEUE_BYTES = 64 * 1024
+# The tap reads the socket's queue once per this many datagrams (a getsockopt).
+SOCKET_QUEUE_SAMPLE_DATAGRAMS = 16
 
 
 class AiortcInternalsChanged(RuntimeError):

@@ -187,8 +187,12 @@ class IngressPort:
             return
         consumer.forward_packet(packet, codec)
 
-    def receive_plain(self, data: bytes) -> None:
-        """The fast path: a plain (unprotected) RTP packet of this port's media SSRC."""
+    def receive_plain(self, data: bytes, shed: bool = False) -> None:
+        """The fast path: a plain (unprotected) RTP packet of this port's media SSRC.
+
+        With `shed` (the socket is backlogged) the packet is counted as received, so no
+        NACK asks for it again, and handed to the consumer's drop path instead.
+        """
         _, second, seq, ts, ssrc = _unpack_fixed_header(data)
         codec = self._codecs.get(second & 0x7F)
         consumer = self.consumer
@@ -203,6 +207,10 @@ class IngressPort:
             self._in_background(self._internals._send_rtcp_nack(ssrc, sorted(nack.missing)))
         now = self.last_packet_at = time.monotonic()
         self.packets_received += 1
+        if shed:
+            self.packets_shed += 1
+            consumer.shed(seq)
+            return
         self.packets_on_fast_path += 1
         consumer.forward_bytes(data, codec, seq, ts, ssrc, now)
 

@@ -8,7 +8,9 @@ gets is compared with what the sending peer sent.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from aiortc.codecs import is_rtx
 from aiortc.rtp import RtpPacket, is_rtcp
 
+from media.aiortc_adapter import MAX_SOCKET_QUEUE_BYTES
 from media.leg import MediaLeg
 from media.relay import Relay, Side
 from tests.e2e.conftest_media import BrowserPeer, close_all, connect, new_leg, wait_for
@@ -200,6 +203,56 @@ async def test_shed_ingress_backlog_goes_through_the_drop_path_and_recovers() ->
         await wait_for(lambda: client.received.video_frames > frames + 5, within=3)
         assert stream.counters.keyframe_requests_upstream > requests_before
         assert not stream.waiting_for_keyframe
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
+
+
+def _leg_socket_address(leg: MediaLeg) -> tuple[str, int]:
+    """Where the leg's nominated ICE pair receives (its local UDP socket)."""
+    ingress: Any = leg.ingress("video")
+    pair = ingress.transport.transport._connection._nominated[1]
+    address: tuple[str, int] = pair.protocol.transport.get_extra_info("sockname")[:2]
+    return address
+
+
+def _flood(address: tuple[str, int], stop: threading.Event) -> None:
+    """SRTP-looking datagrams no stream owns, as fast as one thread sends: the node's loop
+    cannot keep up, and the kernel queues the participant's media behind them."""
+    junk = bytes([0x80, 96]) + bytes(10) + bytes(1188)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        while not stop.is_set():
+            for _ in range(200):
+                out.sendto(junk, address)
+            time.sleep(0.001)
+
+
+async def test_a_backlogged_socket_sheds_through_the_drop_path_and_recovers() -> None:
+    # The fast path's backlog is the kernel's socket queue: a real one, built by a flood.
+    clinician, client, leg_a, leg_b, relay = await start_call(fast_path=True)
+    try:
+        await wait_for(lambda: client.received.video_frames > 5, within=10)
+        stream = relay.stream(Side.CLINICIAN, "video")
+        ingress: Any = leg_a.ingress("video")
+        tap = next(iter(leg_a._taps.values()))
+        assert stream.counters.forwarded_on_fast_path > 0 and ingress.packets_shed == 0
+        requests_before = stream.counters.keyframe_requests_upstream
+        stop = threading.Event()
+        flooder = threading.Thread(target=_flood, args=(_leg_socket_address(leg_a), stop))
+        flooder.start()
+        try:
+            await wait_for(lambda: ingress.packets_shed > 5, within=10)
+        finally:
+            stop.set()
+            flooder.join()
+        assert tap.largest_queue_seen > MAX_SOCKET_QUEUE_BYTES
+        # Shed media went through the forwarder's drop path: held, keyframe asked for.
+        assert stream.counters.dropped >= ingress.packets_shed
+        assert stream.counters.keyframe_requests_upstream > requests_before
+        # ... and counted as received: the node asked nobody to send it again.
+        assert ingress.packets_received >= ingress.packets_shed + stream.counters.forwarded
+        frames = client.received.video_frames
+        await wait_for(lambda: client.received.video_frames > frames + 10, within=10)
+        assert not stream.waiting_for_keyframe and not tap.backlogged
     finally:
         await close_all(clinician, client, leg_a, leg_b)
 
