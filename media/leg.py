@@ -32,7 +32,7 @@ from aiortc import (
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from media.aiortc_adapter import DatagramTap, EgressPort, EgressTrack, IngressPort
+from media.aiortc_adapter import DatagramCounter, DatagramTap, EgressPort, EgressTrack, IngressPort
 from media.ice import (
     is_mdns_candidate,
     parse_candidate,
@@ -64,6 +64,8 @@ class LegSettings:
     # Forward the common packet in the datagram callback, on the bytes (media/fastpath.py);
     # False keeps every packet on aiortc's own receive path.
     fast_path: bool = True
+    # Told how many datagrams the leg's sockets receive (the node's media/cadence.py).
+    datagram_counter: DatagramCounter | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,9 @@ class MediaLeg:
             transport = port.transport
             tap = self._taps.get(id(transport))
             if tap is None:
-                tap = self._taps[id(transport)] = DatagramTap(transport)
+                tap = self._taps[id(transport)] = DatagramTap(
+                    transport, self._settings.datagram_counter
+                )
             port.fast_routes = tap.routes
 
     async def add_remote_candidate(

@@ -331,6 +331,17 @@ class MediaConfig:
         minimum=1024,
         maximum=65535,
     )
+    # media/cadence.py: while media flows, the event loop polls its sockets at most this
+    # often, reading everything that arrived meanwhile in one go (less CPU per packet, at
+    # most this much added latency); 0 wakes the loop for every datagram.
+    poll_interval_ms: float = setting(
+        8.0,
+        env="MEDIA_POLL_INTERVAL_MS",
+        help="while media flows, poll the media sockets at most every this many ms (batches "
+        "datagrams: less CPU, at most this much added latency; 0 = wake for every datagram)",
+        minimum=0,
+        maximum=20,
+    )
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,14 @@ from media.aiortc_adapter.ice_consent import keep_consent
 from media.aiortc_adapter.ingress import IngressPort, StreamConsumer, header_extension_ids
 from media.aiortc_adapter.selfcheck import check_aiortc_internals
 from media.aiortc_adapter.srtp import SrtpCalls
-from media.aiortc_adapter.tap import DatagramTap, socket_queued_bytes
+from media.aiortc_adapter.tap import DatagramCounter, DatagramTap, socket_queued_bytes
 
 __all__ = [
     "MAX_INGRESS_BACKLOG_PACKETS",
     "MAX_SOCKET_QUEUE_BYTES",
     "TESTED_AIORTC_VERSIONS",
     "AiortcInternalsChanged",
+    "DatagramCounter",
     "DatagramTap",
     "EgressPort",
     "EgressTrack",

@@ -6,7 +6,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aioice.ice import StunProtocol
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -40,6 +40,12 @@ def socket_queued_bytes(sock: Any) -> int | None:
     return queued
 
 
+class DatagramCounter(Protocol):
+    """Where a tap reports how many datagrams it read (the node's `cadence.PollCadence`)."""
+
+    def add(self, datagrams: int) -> None: ...
+
+
 class DatagramTap:
     """The fast path's entry: every datagram of a leg's ICE connection passes here first.
 
@@ -57,7 +63,8 @@ class DatagramTap:
     of forwarding, so the queue drains.
     """
 
-    def __init__(self, transport: RTCDtlsTransport) -> None:
+    def __init__(self, transport: RTCDtlsTransport, counter: DatagramCounter | None = None) -> None:
+        self._counter = counter
         self.routes: dict[int, IngressPort] = {}
         self.datagrams_on_fast_path = 0
         self.unprotect_failures = 0
@@ -85,6 +92,7 @@ class DatagramTap:
         on_datagram = self._on_datagram
         transport = getattr(protocol, "transport", None)
         sock = transport.get_extra_info("socket") if transport is not None else None
+        counter = self._counter
         countdown = SOCKET_QUEUE_SAMPLE_DATAGRAMS
         previous_queue = 0
 
@@ -92,9 +100,12 @@ class DatagramTap:
             nonlocal countdown, previous_queue
             if type(data) is bytes and data and 127 < data[0] < 192:
                 countdown -= 1
-                if not countdown and sock is not None:
+                if not countdown:
                     countdown = SOCKET_QUEUE_SAMPLE_DATAGRAMS
-                    previous_queue = self._sample_queue(sock, previous_queue)
+                    if sock is not None:
+                        previous_queue = self._sample_queue(sock, previous_queue)
+                    if counter is not None:
+                        counter.add(SOCKET_QUEUE_SAMPLE_DATAGRAMS)
                 on_datagram(data, component)
             else:
                 stun_received(data, addr)

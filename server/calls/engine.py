@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from aiohttp import web
 
+from media.cadence import PollCadence
 from server.appkeys import CONFIG, DB, HEALTH, KEYS, METRICS, REDIS
 from server.background import stop_tasks
 from server.calls.directory import CallDirectory
@@ -279,6 +280,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
         on_liveness=report_liveness,
         ice=ice_settings_for(config),
         registry=app[METRICS],
+        poll_cadence=PollCadence(config.media.poll_interval_ms / 1000),
     )
     flusher = MeterFlusher(
         meter,

@@ -38,7 +38,6 @@ worse than none (the reconnected page makes a new offer).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -48,11 +47,13 @@ from datetime import datetime
 from aiortc import RTCConfiguration
 from prometheus_client import CollectorRegistry
 
+from media.cadence import PollCadence
 from media.call import CallMedia
 from media.ice import IceSettings, browser_ice_servers, server_rtc_configuration
 from media.leg import LegSettings, LegStatus
 from media.ports import PortRange
 from media.relay import Side
+from server.background import stop_tasks
 from server.calls.media_quality import LegQualityReporter
 from server.config import Config
 from signalling.model import Role
@@ -129,15 +130,22 @@ class ServerMediaLegs:
         registry: CollectorRegistry,
         leg_settings: LegSettings | None = None,
         quality_interval: float = QUALITY_INTERVAL_SECONDS,
+        poll_cadence: PollCadence | None = None,
     ) -> None:
         self._sockets = sockets
         self._on_liveness = on_liveness
         self._rtc_configuration, default_settings = leg_setup(ice)
-        self._leg_settings = leg_settings or default_settings
+        # The legs' taps report what they receive to the cadence (media/cadence.py), which
+        # batches the event loop's polls while media flows.
+        self._cadence = poll_cadence
+        self._leg_settings = dataclasses.replace(
+            leg_settings or default_settings, datagram_counter=poll_cadence
+        )
         self._quality_interval = quality_interval
         self._quality = LegQualityReporter(registry)
         self._calls: dict[str, _CallLegs] = {}
         self._supervisor: asyncio.Task[None] | None = None
+        self._cadence_task: asyncio.Task[None] | None = None
         self._closing = False
 
     def __contains__(self, call_id: object) -> bool:
@@ -187,10 +195,7 @@ class ServerMediaLegs:
     async def close(self) -> None:
         """Node stopping: close every leg (browsers rebuild theirs with the next owner)."""
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        await stop_tasks(task for task in (self._supervisor, self._cadence_task) if task)
         for call_id in list(self._calls):
             await self.close_legs(call_id)
 
@@ -308,10 +313,12 @@ class ServerMediaLegs:
     # --- supervision: quality every few seconds, dead legs closed --------------------------
 
     def _start_supervisor(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._supervisor is None or self._supervisor.done():
-            self._supervisor = asyncio.get_running_loop().create_task(
-                self._supervise(), name="media-legs-supervisor"
-            )
+            self._supervisor = loop.create_task(self._supervise(), name="media-legs-supervisor")
+        cadence = self._cadence
+        if cadence is not None and (self._cadence_task is None or self._cadence_task.done()):
+            self._cadence_task = loop.create_task(cadence.run(), name="media-poll-cadence")
 
     async def _supervise(self) -> None:
         # A plain sleep (no wait_for), so cancelling on close is never swallowed.

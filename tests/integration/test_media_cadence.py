@@ -1,0 +1,148 @@
+"""`PollCadence` on a real uvloop loop with a real UDP socket and a sender thread.
+
+While datagrams arrive fast, the loop reads them in batches, once per interval, each
+delayed by at most about one interval; when they stop, the cadence switches itself off and
+the loop sleeps in its poll again (timers fire on time). Without the cadence every
+datagram is read on its own (the control run). Each scenario runs its own uvloop loop, as
+`videoconsult serve` does; on the standard asyncio loop the cadence stays off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import statistics
+import struct
+import threading
+import time
+from typing import Any
+
+import uvloop
+
+from media.cadence import PollCadence
+
+INTERVAL_S = 0.010
+RATE_PER_S = 2000  # about 6 calls' media
+_STAMP = struct.Struct("!d")
+
+
+class Receiver(asyncio.DatagramProtocol):
+    def __init__(self, cadence: PollCadence | None) -> None:
+        self.cadence = cadence
+        self.arrivals: list[tuple[float, float]] = []  # (sent at, read at)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.arrivals.append((_STAMP.unpack_from(data)[0], time.monotonic()))
+        if self.cadence is not None:
+            self.cadence.add(1)
+
+
+def send_steadily(address: tuple[str, int], seconds: float) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        start = time.monotonic()
+        sent = 0
+        while (now := time.monotonic()) - start < seconds:
+            due = int((now - start) * RATE_PER_S)
+            while sent < due:
+                out.sendto(_STAMP.pack(time.monotonic()) + bytes(200), address)
+                sent += 1
+            time.sleep(0.0005)
+
+
+def reads_per_batch(arrivals: list[tuple[float, float]]) -> float:
+    """Datagrams per batch: reads within 0.2 ms of the previous one are one poll's batch."""
+    batches = 1 + sum(1 for (_, a), (_, b) in itertools.pairwise(arrivals) if b - a > 0.0002)
+    return len(arrivals) / batches
+
+
+async def receive_for(seconds: float, cadence: PollCadence | None) -> Receiver:
+    loop = asyncio.get_running_loop()
+    transport, receiver = await loop.create_datagram_endpoint(
+        lambda: Receiver(cadence), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        address = transport.get_extra_info("sockname")[:2]
+        await asyncio.to_thread(send_steadily, address, seconds)
+        await asyncio.sleep(0.05)
+    finally:
+        transport.close()
+    return receiver
+
+
+def test_fast_media_is_read_in_batches_at_most_an_interval_late() -> None:
+    uvloop.run(fast_media_is_read_in_batches())
+
+
+async def fast_media_is_read_in_batches() -> None:
+    cadence = PollCadence(INTERVAL_S, min_datagrams_per_tick=4, check_interval_s=0.05)
+    task = asyncio.create_task(cadence.run())
+    try:
+        receiver = await receive_for(1.5, cadence)
+        assert cadence.ticks > 50
+        # Skip the first check interval (not yet ticking).
+        steady = receiver.arrivals[len(receiver.arrivals) // 4 :]
+        assert reads_per_batch(steady) >= 5
+        delays = sorted(read - sent for sent, read in steady)
+        assert statistics.median(delays) <= INTERVAL_S
+        assert delays[int(len(delays) * 0.95)] <= INTERVAL_S + 0.015
+        # The media stopped: the cadence stops ticking, the loop blocks in its poll again.
+        await asyncio.sleep(0.2)
+        assert not cadence.ticking
+        ticks = cadence.ticks
+        started = time.monotonic()
+        await asyncio.sleep(0.05)
+        assert cadence.ticks <= ticks + 1
+        assert time.monotonic() - started < 0.05 + INTERVAL_S
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not cadence.ticking
+
+
+def test_without_the_cadence_each_datagram_is_read_on_its_own() -> None:
+    receiver = uvloop.run(receive_for(0.5, None))
+    assert reads_per_batch(receiver.arrivals) < 2
+
+
+async def test_on_the_standard_asyncio_loop_it_stays_off() -> None:
+    cadence = PollCadence(INTERVAL_S, min_datagrams_per_tick=1, check_interval_s=0.02)
+    task = asyncio.create_task(cadence.run())
+    cadence.add(10_000)
+    await asyncio.sleep(0.1)
+    assert task.done() and not cadence.ticking and cadence.ticks == 0
+
+
+def test_a_busy_loop_is_never_put_to_sleep() -> None:
+    uvloop.run(a_busy_loop_is_never_put_to_sleep())
+
+
+async def a_busy_loop_is_never_put_to_sleep() -> None:
+    # Every iteration takes longer than the interval: the cadence must not add sleeps.
+    cadence = PollCadence(INTERVAL_S, min_datagrams_per_tick=1, check_interval_s=0.02)
+    task = asyncio.create_task(cadence.run())
+    stop = threading.Event()
+
+    async def busy() -> None:
+        while not stop.is_set():
+            hog_until = time.perf_counter() + 0.015  # a callback that hogs the loop
+            while time.perf_counter() < hog_until:
+                pass
+            cadence.add(100)
+            await asyncio.sleep(0)
+
+    hog = asyncio.create_task(busy())
+    try:
+        await asyncio.sleep(0.3)
+        assert cadence.ticking
+        slept = time.perf_counter()
+        before = time.process_time()
+        await asyncio.sleep(0.3)
+        wall = time.perf_counter() - slept
+        # The thread was on the CPU nearly the whole time: the hog, never a pause.
+        assert time.process_time() - before > 0.7 * wall
+    finally:
+        stop.set()
+        await hog
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
