@@ -17,9 +17,17 @@ cadence's own wake-ups cost, so it switches itself off, and on again when the ra
 returns; it is re-judged every `check_interval_s` from the counts the legs' datagram taps
 report (`add`, once per 16 datagrams). The decision is `wants_ticks` (pure).
 
-It needs a loop that drains a socket in one poll: uvloop (libuv) reads up to 32 datagrams
-per readiness; the standard asyncio loop reads one per socket per iteration, so there a
-tick's pause would be paid once per queued datagram. On any other loop it does nothing.
+A pause must never hold up other work: a coroutine that awaits twenty times (an offer
+being answered, a request and its queries) needs twenty loop iterations, and a pause in
+each would add twenty intervals. So the loop counts the callbacks scheduled on it
+(`counting_loop_class`: `call_soon`, the way every task step and future callback is
+queued), and a tick pauses only when nothing but itself was scheduled since the last one:
+while anything else is pending the loop runs at full speed.
+
+It needs such a counting loop, and one that drains a socket in one poll: uvloop (libuv)
+reads up to 32 datagrams per readiness, while the standard asyncio loop reads one per
+socket per iteration (there a pause would be paid once per queued datagram). On any other
+loop it does nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +49,30 @@ def wants_ticks(
     return datagrams / seconds * interval_s >= min_datagrams_per_tick
 
 
-def drains_sockets_per_poll(loop: asyncio.AbstractEventLoop) -> bool:
-    """uvloop's loop: a socket's readiness is served by reading it until empty (up to 32)."""
-    return type(loop).__module__.split(".")[0] == "uvloop"
+def counting_loop_class(base: type[Any]) -> type[Any]:
+    """`base` (an event loop class) counting the callbacks scheduled on it."""
+
+    class CountingLoop(base):  # type: ignore[misc]
+        """Counts `call_soon` (and its thread-safe form): the cadence's sign of work."""
+
+        callbacks_scheduled = 0
+
+        def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
+            self.callbacks_scheduled += 1
+            return super().call_soon(callback, *args, context=context)
+
+        def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+            self.callbacks_scheduled += 1
+            return super().call_soon_threadsafe(callback, *args, context=context)
+
+    CountingLoop.__name__ = CountingLoop.__qualname__ = f"Counting{base.__name__}"
+    return CountingLoop
+
+
+def supports_cadence(loop: asyncio.AbstractEventLoop) -> bool:
+    """A counting uvloop loop: it drains a socket per poll, and shows pending work."""
+    drains = any(cls.__module__.split(".")[0] == "uvloop" for cls in type(loop).__mro__)
+    return drains and hasattr(loop, "callbacks_scheduled")
 
 
 class PollCadence:
@@ -64,7 +94,8 @@ class PollCadence:
         self.ticks = 0
         self.ticking = False
         self._last_tick_at = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled_seen = 0
+        self._loop: Any = None
 
     def add(self, datagrams: int) -> None:
         """A tap read this many more datagrams."""
@@ -75,8 +106,8 @@ class PollCadence:
         if self.interval_s <= 0:
             return
         self._loop = asyncio.get_running_loop()
-        if not drains_sockets_per_poll(self._loop):
-            log.info("media poll cadence off: %s reads one datagram per poll", type(self._loop))
+        if not supports_cadence(self._loop):
+            log.info("media poll cadence off on %s (needs a counting uvloop)", type(self._loop))
             return
         counted, counted_at = self.datagrams, time.monotonic()
         try:
@@ -102,12 +133,14 @@ class PollCadence:
     def _tick(self) -> None:
         if not self.ticking:
             return
-        pause = self.interval_s - (time.monotonic() - self._last_tick_at)
-        if pause > 0:
-            # Nothing else to do this iteration: let datagrams gather for one poll.
-            time.sleep(pause)
+        loop = self._loop
+        if loop.callbacks_scheduled == self._scheduled_seen:
+            # Nothing else was scheduled since the last tick: let datagrams gather.
+            pause = self.interval_s - (time.monotonic() - self._last_tick_at)
+            if pause > 0:
+                time.sleep(pause)
         self._last_tick_at = time.monotonic()
         self.ticks += 1
-        assert self._loop is not None
         # Always one callback ready: the loop polls without blocking, right after this.
-        self._loop.call_soon(self._tick)
+        loop.call_soon(self._tick)
+        self._scheduled_seen = loop.callbacks_scheduled

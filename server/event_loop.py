@@ -2,7 +2,8 @@
 
 Media forwarding runs in the event loop's one thread, once per packet (media/fastpath.py),
 so the loop's own cost per datagram and per callback is a large share of a call's CPU;
-uvloop (libuv) is made for exactly this. It is a dependency on the platforms it supports;
+uvloop (libuv) is made for exactly this (with a count of the callbacks scheduled on it,
+for media/cadence.py). It is a dependency on the platforms it supports;
 where it is missing (or `EVENT_LOOP=asyncio` asks for it) the standard loop runs the same
 code.
 """
@@ -14,6 +15,8 @@ import importlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from media.cadence import counting_loop_class
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ def loop_factory(preference: str = "uvloop") -> tuple[str, LoopFactory]:
         except ImportError:
             log.info("uvloop is not installed: using the asyncio event loop")
         else:
-            factory: LoopFactory = uvloop.new_event_loop
+            # Counting its callbacks lets the media poll cadence see pending work.
+            factory: LoopFactory = counting_loop_class(uvloop.Loop)
             return "uvloop", factory
     return "asyncio", asyncio.new_event_loop
 

@@ -16,15 +16,23 @@ import statistics
 import struct
 import threading
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import uvloop
 
-from media.cadence import PollCadence
+from media.cadence import PollCadence, counting_loop_class
 
 INTERVAL_S = 0.010
 RATE_PER_S = 2000  # about 6 calls' media
 _STAMP = struct.Struct("!d")
+T = TypeVar("T")
+
+
+def on_counting_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on the loop `videoconsult serve` runs on."""
+    with asyncio.Runner(loop_factory=counting_loop_class(uvloop.Loop)) as runner:
+        return runner.run(main)
 
 
 class Receiver(asyncio.DatagramProtocol):
@@ -71,7 +79,7 @@ async def receive_for(seconds: float, cadence: PollCadence | None) -> Receiver:
 
 
 def test_fast_media_is_read_in_batches_at_most_an_interval_late() -> None:
-    uvloop.run(fast_media_is_read_in_batches())
+    on_counting_uvloop(fast_media_is_read_in_batches())
 
 
 async def fast_media_is_read_in_batches() -> None:
@@ -101,11 +109,44 @@ async def fast_media_is_read_in_batches() -> None:
 
 
 def test_without_the_cadence_each_datagram_is_read_on_its_own() -> None:
-    receiver = uvloop.run(receive_for(0.5, None))
+    receiver = on_counting_uvloop(receive_for(0.5, None))
     assert reads_per_batch(receiver.arrivals) < 2
 
 
+def test_a_coroutine_awaiting_many_times_is_not_paused_at_each_step() -> None:
+    on_counting_uvloop(awaits_run_at_full_speed())
+
+
+async def awaits_run_at_full_speed() -> None:
+    # An offer being answered, a request and its queries: many loop iterations in a row,
+    # while media flows (a sender thread; its datagrams schedule no callbacks).
+    cadence = PollCadence(INTERVAL_S, min_datagrams_per_tick=4, check_interval_s=0.05)
+    task = asyncio.create_task(cadence.run())
+    media = asyncio.create_task(receive_for(1.0, cadence))
+    try:
+        await asyncio.sleep(0.3)
+        assert cadence.ticking
+        started = time.monotonic()
+        for _ in range(200):
+            await asyncio.sleep(0)
+        # Paused at each step, 200 steps would take 2 s.
+        assert time.monotonic() - started < 20 * INTERVAL_S
+        await media
+    finally:
+        task.cancel()
+        await asyncio.gather(task, media, return_exceptions=True)
+
+
+def test_on_plain_uvloop_it_stays_off() -> None:
+    # Without the callback count it cannot tell pending work from idleness.
+    uvloop.run(stays_off())
+
+
 async def test_on_the_standard_asyncio_loop_it_stays_off() -> None:
+    await stays_off()
+
+
+async def stays_off() -> None:
     cadence = PollCadence(INTERVAL_S, min_datagrams_per_tick=1, check_interval_s=0.02)
     task = asyncio.create_task(cadence.run())
     cadence.add(10_000)
@@ -114,7 +155,7 @@ async def test_on_the_standard_asyncio_loop_it_stays_off() -> None:
 
 
 def test_a_busy_loop_is_never_put_to_sleep() -> None:
-    uvloop.run(a_busy_loop_is_never_put_to_sleep())
+    on_counting_uvloop(a_busy_loop_is_never_put_to_sleep())
 
 
 async def a_busy_loop_is_never_put_to_sleep() -> None:
