@@ -92,6 +92,7 @@ class PollCadence:
         self.check_interval_s = check_interval_s
         self.datagrams = 0  # as reported by the taps, since start
         self.ticks = 0
+        self.paused_s = 0.0  # time the loop slept in ticks, since start
         self.ticking = False
         self._last_tick_at = 0.0
         self._scheduled_seen = 0
@@ -139,6 +140,7 @@ class PollCadence:
             pause = self.interval_s - (time.monotonic() - self._last_tick_at)
             if pause > 0:
                 time.sleep(pause)
+                self.paused_s += pause
         self._last_tick_at = time.monotonic()
         self.ticks += 1
         # Always one callback ready: the loop polls without blocking, right after this.
