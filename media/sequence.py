@@ -45,11 +45,6 @@ class SequenceRewriter:
         self._stale_in_a_row = 0
 
     @property
-    def max_output(self) -> int:
-        """The highest 16-bit output number handed out (meaningless before the first)."""
-        return self._max_output & 0xFFFF
-
-    @property
     def max_output_unwrapped(self) -> int:
         """The highest output number handed out, unwrapped (it only ever grows)."""
         return self._max_output

@@ -212,7 +212,7 @@ class ServerMediaLegs:
                 on_status=self._status_listener(call_id),
             )
             call = self._calls[call_id] = _CallLegs(media)
-        self._start_supervisor()
+        self._start_background_tasks()
         call.opening += 1
         try:
             async with asyncio.timeout(OFFER_TIMEOUT_SECONDS):
@@ -310,9 +310,9 @@ class ServerMediaLegs:
         status = self.status(call_id, role)
         return status is not None and status.is_live
 
-    # --- supervision: quality every few seconds, dead legs closed --------------------------
+    # --- supervision: quality every few seconds, dead legs closed; the poll cadence -------
 
-    def _start_supervisor(self) -> None:
+    def _start_background_tasks(self) -> None:
         loop = asyncio.get_running_loop()
         if self._supervisor is None or self._supervisor.done():
             self._supervisor = loop.create_task(self._supervise(), name="media-legs-supervisor")
