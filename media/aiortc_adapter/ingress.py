@@ -25,6 +25,7 @@ from media.aiortc_adapter._internals import MAX_INGRESS_BACKLOG_PACKETS, _privat
 from media.aiortc_adapter.reception import FastNackGenerator, FastStreamStatistics
 from media.fastpath import FIXED_HEADER
 from media.kinds import MediaKind
+from media.nack import NackRequester
 
 _unpack_fixed_header = FIXED_HEADER.unpack_from
 
@@ -98,7 +99,12 @@ class IngressPort:
             receiver, "_RTCRtpReceiver__remote_streams"
         )
         self._rtx_ssrc: dict[int, int] = _private(receiver, "_RTCRtpReceiver__rtx_ssrc")
+        # Video only: what is missing (aiortc's bookkeeping), and when to ask for it.
         self._nack = FastNackGenerator() if kind == "video" else None
+        self._nack_requester = NackRequester()
+        # The leg's sender on the same transceiver measures the round trip (RTCP RR).
+        self._sender_internals: Any = transceiver.sender
+        _private(self._sender_internals, "_RTCRtpSender__rtt")
         self._ingress_queue: Any = None
         self._background: set[asyncio.Task[None]] = set()
         for name in ("_handle_rtp_packet", "_send_rtcp_pli", "_send_rtcp_nack", "_run_rtcp"):
@@ -168,10 +174,13 @@ class IngressPort:
                 # From the next datagram on, the tap may take this stream's fast path.
                 routes[packet.ssrc] = self
 
-        if self._nack is not None and self._nack.add(packet):
-            await self._internals._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+        now = self.last_packet_at = time.monotonic()
+        nack = self._nack
+        if nack is not None and (
+            nack.add(packet) or (nack.missing and now >= self._nack_requester.next_check_at)
+        ):
+            self._request_missing(nack, packet.ssrc, now)
 
-        self.last_packet_at = time.monotonic()
         self.packets_received += 1
         consumer = self.consumer
         if consumer is None:
@@ -202,10 +211,12 @@ class IngressPort:
         if stream is None:
             stream = self._streams[ssrc] = FastStreamStatistics(codec.clockRate)
         stream.add_fields(seq, ts)
-        nack = self._nack
-        if nack is not None and nack.add_seq(seq):
-            self._in_background(self._internals._send_rtcp_nack(ssrc, sorted(nack.missing)))
         now = self.last_packet_at = time.monotonic()
+        nack = self._nack
+        if nack is not None and (
+            nack.add_seq(seq) or (nack.missing and now >= self._nack_requester.next_check_at)
+        ):
+            self._request_missing(nack, ssrc, now)
         self.packets_received += 1
         if shed:
             self.packets_shed += 1
@@ -213,6 +224,14 @@ class IngressPort:
             return
         self.packets_on_fast_path += 1
         consumer.forward_bytes(data, codec, seq, ts, ssrc, now)
+
+    def _request_missing(self, nack: FastNackGenerator, ssrc: int, now: float) -> None:
+        """NACK the missing packets that are due (new ones, and those asked for a round
+        trip ago: `media.nack`); called on a new gap, and while packets are missing."""
+        round_trip_s: float | None = self._sender_internals._RTCRtpSender__rtt
+        wanted = self._nack_requester.due(nack.missing, now, round_trip_s)
+        if wanted:
+            self._in_background(self._internals._send_rtcp_nack(ssrc, wanted))
 
     def backlog_packets(self) -> int:
         """Datagrams received by aioice for this leg and not yet processed."""

@@ -110,6 +110,7 @@ async def check_aiortc_internals() -> list[str]:
                     "_RTCRtpSender__octet_count",
                     "_RTCRtpSender__packet_count",
                     "_RTCRtpSender__transport",
+                    "_RTCRtpSender__rtt",
                 ),
             ),
             (

@@ -162,6 +162,62 @@ async def test_a_nack_is_answered_with_rtx_from_the_egress_history(fast_path: bo
         await close_all(clinician, client, leg_a, leg_b)
 
 
+def lose_one_packet_and_its_first_retransmission(peer: BrowserPeer) -> list[int]:
+    """From now on, the peer's next video packet (its original and the first
+    retransmission asked for) never reaches the server: as on a lossy uplink. Returns the
+    sequence numbers the peer was asked to retransmit, each time it was asked."""
+    sender: Any = next(s for s in peer.pc.getSenders() if s.kind == "video")
+    transport: Any = sender.transport
+    extensions = transport._rtp_header_extensions_map
+    original_send, original_retransmit = transport._send_rtp, sender._retransmit
+    lost: list[int] = []  # [the lost packet's seq], once chosen
+    asked: list[int] = []
+
+    async def send_rtp(data: bytes) -> None:
+        if not lost and not is_rtcp(data):
+            packet = RtpPacket.parse(data, extensions)
+            if packet.ssrc == sender._ssrc:
+                lost.append(packet.sequence_number)
+                return
+        await original_send(data)
+
+    async def retransmit(seq: int) -> None:
+        asked.append(seq)
+        if lost and seq == lost[0] and asked.count(seq) == 1:
+            return  # the first retransmission is lost too
+        await original_retransmit(seq)
+
+    transport._send_rtp = send_rtp
+    sender._retransmit = retransmit
+    return asked
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "slow"])
+async def test_a_packet_whose_retransmission_was_lost_is_asked_for_again(
+    fast_path: bool,
+) -> None:
+    # aiortc's receiver asks again only when a new gap appears; on a clean stretch after a
+    # loss that may be seconds away, and the far end's picture waits (media/nack.py).
+    clinician, client, leg_a, leg_b, _ = await start_call(fast_path)
+    try:
+        await wait_for(lambda: client.received.video_frames > 10, within=10)
+        received, _ = record_received(client, "video")
+        asked = lose_one_packet_and_its_first_retransmission(clinician)
+        # Asked twice with no other loss in between (the first answer was lost) ...
+        await wait_for(lambda: len(asked) >= 2, within=3)
+        assert len(set(asked)) == 1, asked
+        # ... and the second answer reached the receiving peer: no gap is left behind the
+        # packet it waited for.
+        await wait_for(lambda: len(received) > 20, within=3)
+        await wait_for(lambda: _no_gaps(sorted(r.seq for r in received)), within=3)
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
+
+
+def _no_gaps(seqs: list[int]) -> bool:
+    return seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "slow"])
 async def test_feedback_passes_upstream_on_both_paths(fast_path: bool) -> None:
     clinician, client, leg_a, leg_b, relay = await start_call(fast_path)
