@@ -8,6 +8,7 @@ Switch to Video, the client's device check and waiting room, Admit; then both pa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,6 +66,37 @@ async def open_context(browser: Browser, base_url: str) -> BrowserContext:
     return context
 
 
+# What the clinician's page asked the server and whether each answer came (responseEnd 0:
+# still waiting), as the page's own resource timings record it.
+_REQUESTS_OF_THE_PAGE = """() => performance.getEntriesByType("resource").map(
+    (e) => `${Math.round(e.startTime)} ms +${Math.round(e.duration)} ms `
+        + `${e.responseEnd ? "answered" : "waiting"} ${e.name}`)"""
+
+
+async def print_why_the_clinician_is_not_in_the_waiting_room(clinician: Page) -> None:
+    """Seen once in CI and not reproduced since: the clinician's page stayed at "Starting…"
+    (its Switch to Video unanswered?) while the client joined. Print what the page asked
+    and what the server's request handlers (in this process) are awaiting."""
+    print("clinician's screen:", await clinician.locator("body").get_attribute("data-screen"))
+    for line in await clinician.evaluate(_REQUESTS_OF_THE_PAGE):
+        print("  clinician's page:", line)
+    for task in asyncio.all_tasks():
+        chain = awaiting(task.get_coro())
+        if any("/server/" in line for line in chain):
+            print(f"server task {task.get_name()}, awaiting:", *chain, sep="\n    ")
+
+
+def awaiting(coroutine: object) -> list[str]:
+    """Where a suspended coroutine waits: each coroutine it awaits, outermost first."""
+    chain = []
+    while coroutine is not None:
+        frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
+    return chain
+
+
 @asynccontextmanager
 async def call_over_link(
     *,
@@ -96,7 +128,11 @@ async def call_over_link(
         await client_joins_waiting_room(
             client, dataclasses.replace(server, url=client_url), booked.link_path
         )
-        await admit(people)
+        try:
+            await admit(people)
+        except AssertionError:
+            await print_why_the_clinician_is_not_in_the_waiting_room(clinician)
+            raise
         await both_see_each_other(people)
         call = LinkCall(
             people, booked, StatsRecorder(clinician, "clinician"), StatsRecorder(client, "client")
