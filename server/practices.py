@@ -202,9 +202,11 @@ async def login_record(db: Executor, email: str) -> asyncpg.Record | None:
 async def update_user(
     db: Executor, practice_id: uuid.UUID, user_id: uuid.UUID, changes: dict[str, object]
 ) -> User | None:
+    """Apply ``changes`` (column: value) to a user of the practice. A new password comes as
+    ``password_hash``, hashed by the caller off the event loop (``PasswordWorkers``)."""
     changes = dict(changes)
     if "password" in changes:
-        changes["password_hash"] = hash_password(str(changes.pop("password")))
+        raise ValueError("update_user takes password_hash: hash the password in the workers")
     if "roles" in changes and isinstance(changes["roles"], list):
         changes["roles"] = sorted(set(changes["roles"]))
     try:

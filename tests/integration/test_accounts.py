@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from server.app import create_app
+from server.auth import passwords
 from server.config import Config, SmtpConfig
 from server.diary.delivery import SmtpEmailSender
 from server.http import ORPHANED_CHANGES
@@ -174,6 +176,40 @@ async def test_a_reset_ends_every_session_and_the_link_works_once(
     assert (await client.get("/api/me", headers=old_session)).status == 401
     assert await _set_password(client, token, "yet-another-passphrase") == 400
     assert await _login_status(client, user.email, NEW_PASSWORD) == 200
+
+
+async def test_every_new_password_is_hashed_in_the_argon2_threads_not_on_the_event_loop(
+    client: ApiClient,
+    practice: PracticeFixture,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # argon2 takes 0.3-0.7 s of CPU: on the event loop it stalls every call on the node.
+    hashed_on: list[str] = []
+    real_hash = passwords.hash_password
+
+    def recording_hash(password: str) -> str:
+        hashed_on.append(threading.current_thread().name)
+        return real_hash(password)
+
+    monkeypatch.setattr(passwords, "hash_password", recording_hash)
+    user = practice.user("clinician")
+    # Through a reset link ...
+    token = await _forgot(client, smtp_server, user.email)
+    assert await _set_password(client, token) == 200
+    # ... through "change my password" ...
+    headers = await login(client, user.email, NEW_PASSWORD)
+    changed = {"current_password": NEW_PASSWORD, "new_password": "a-third-passphrase-here"}
+    response = await client.post("/api/password/change", json=changed, headers=headers)
+    assert response.status == 200, await response.text()
+    # ... and by an admin setting one.
+    admin = await login_as(client, practice, "site_admin")
+    response = await client.patch(
+        f"/api/users/{user.id}", json={"password": "set-by-the-admin-now"}, headers=admin
+    )
+    assert response.status == 200, await response.text()
+    assert len(hashed_on) == 3 and all(name.startswith("argon2") for name in hashed_on), hashed_on
+    assert await _login_status(client, user.email, "set-by-the-admin-now") == 200
 
 
 async def test_unknown_addresses_get_the_same_answer_and_no_email(
