@@ -36,6 +36,19 @@ def _ice_urls(env: str, raw: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
     return urls
 
 
+def _networks(env: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks, each normalised (``127.0.0.1/32``)."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{env}: expected addresses or networks, got {item!r}") from None
+    return tuple(networks)
+
+
 def _stun_urls(env: str, raw: str) -> tuple[str, ...]:
     return _ice_urls(env, raw, ("stun", "stuns"))
 
@@ -553,6 +566,16 @@ class Config:
         help="login throttling window",
         minimum=1,
         maximum=2**31,
+    )
+
+    # Behind a reverse proxy every request comes from the proxy: the client's address (the
+    # login throttle's key) is then read from X-Forwarded-For, from these peers only.
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        env="TRUSTED_PROXIES",
+        help="comma-separated addresses or networks of the reverse proxies in front of the "
+        "node (e.g. 127.0.0.1,::1): their X-Forwarded-For names the client",
+        parse=_networks,
     )
 
     smtp: SmtpConfig = field(default_factory=SmtpConfig)

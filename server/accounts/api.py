@@ -31,6 +31,7 @@ from server.api_replies import PasswordChanged
 from server.appkeys import CONFIG, DB, KEYS, PASSWORDS, REDIS, TOKENS
 from server.auth.routes import login_throttle, set_session_cookies
 from server.auth.session import current_staff, end_sessions_of, require_role
+from server.client_address import client_address
 from server.db import Executor
 from server.diary.delivery import DeliveryError, email_sender_for
 from server.http import (
@@ -156,7 +157,7 @@ async def _allowed(request: web.Request, email: str) -> bool:
     keys = request.app[KEYS]
     counted = []
     async with request.app[REDIS].pipeline(transaction=True) as pipe:
-        for kind, value in (("email", email), ("addr", request.remote or "unknown")):
+        for kind, value in (("email", email), ("addr", client_address(request))):
             key = keys.account_link_requests(kind, value)
             pipe.set(key, 0, ex=_HOUR, nx=True)  # the window starts with the first request
             pipe.incr(key)
@@ -240,7 +241,7 @@ async def change_password(request: web.Request) -> web.Response:
     if user is None:
         raise ApiError(401, "unauthenticated", "this account no longer exists")
     throttle = login_throttle(request)
-    address = request.remote or "unknown"
+    address = client_address(request)
     wait = await throttle.reserve(user.email, address)
     if wait:
         raise ApiError(

@@ -12,6 +12,7 @@ from server import practices
 from server.appkeys import CONFIG, DB, KEYS, PASSWORDS, REDIS, TOKENS
 from server.auth.session import CSRF_COOKIE, SESSION_COOKIE, current_staff, end_session
 from server.auth.throttle import LoginThrottle
+from server.client_address import client_address
 from server.config import Config
 from server.http import ApiError, json_response, read_body
 
@@ -36,7 +37,7 @@ def login_throttle(request: web.Request) -> LoginThrottle:
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, LoginBody)
     email = body.email.strip().lower()
-    address = request.remote or "unknown"
+    address = client_address(request)
     throttle = login_throttle(request)
     # Reserved before the password is verified: parallel attempts cannot all pass the check.
     wait = await throttle.reserve(email, address)

@@ -36,7 +36,7 @@ from tests.providers import gocardless_fake, paypal_fake, twilio_fake
 from tests.providers.gocardless_fake import FakeGoCardless
 from tests.providers.paypal_fake import FakePayPal
 from tests.providers.twilio_fake import FakeTwilio
-from tests.support import PracticeFixture
+from tests.support import PASSWORD, PracticeFixture
 
 TURN_SECRET = "turn-static-auth-secret-for-tests"
 NO_VERIFY = ssl.create_default_context()
@@ -127,6 +127,48 @@ async def test_nginx_site_serves_real_nodes_over_tls_with_websockets(
                     await ws.send_str(msgspec.json.encode(Hello(v=1)).decode())
                     first = decode_server_message((await ws.receive(timeout=10)).data)
                     assert isinstance(first, Snapshot) and first.phase == "scheduled"
+
+
+async def test_behind_the_kits_nginx_the_login_throttle_counts_each_clients_address(
+    tmp_path: Path,
+    services: ServiceUrls,
+    database_url: str,
+    redis_prefix: str,
+    practice: PracticeFixture,
+) -> None:
+    # The kit's environment file trusts the nginx on the same machine (TRUSTED_PROXIES).
+    env = node_env(database_url, services.redis, redis_prefix)
+    env.update(TRUSTED_PROXIES="127.0.0.1", LOGIN_FAILURES_PER_ADDRESS="2")
+    async with running_nodes(1, env) as nodes:
+        with running_nginx(tmp_path, nodes) as nginx:
+            base = f"https://127.0.0.1:{nginx.https_port}"
+
+            async def log_in_from(address: str, email: str, password: str, spoof: str) -> int:
+                # Each client from a loopback address of its own; nginx connects to the
+                # node from 127.0.0.1. The client also writes an X-Forwarded-For of its own.
+                connector = aiohttp.TCPConnector(ssl=NO_VERIFY, local_addr=(address, 0))
+                async with aiohttp.ClientSession(connector=connector) as session:
+                    await _until_nginx_answers(session, base + "/readyz")
+                    async with session.post(
+                        base + "/api/login",
+                        json={"email": email, "password": password},
+                        headers={"X-Forwarded-For": spoof},
+                    ) as reply:
+                        return reply.status
+
+            # A guesser at 127.0.0.2 uses up its address's failures, whatever it claims to be.
+            for n in range(2):
+                status = await log_in_from(
+                    "127.0.0.2", f"nobody{n}@example.test", "wrong-guess", f"198.51.100.{n}"
+                )
+                assert status == 401
+            refused = await log_in_from(
+                "127.0.0.2", "nobody9@example.test", "wrong-guess", "198.51.100.9"
+            )
+            assert refused == 429
+            # A clinician at another address is not refused for the guesser's failures.
+            clinician = practice.user("clinician").email
+            assert await log_in_from("127.0.0.3", clinician, PASSWORD, "127.0.0.2") == 200
 
 
 async def _until_nginx_answers(session: aiohttp.ClientSession, url: str) -> None:
