@@ -19,7 +19,7 @@ from aiortc.codecs import is_rtx
 from aiortc.rtp import RtpPacket, is_rtcp
 
 from media.aiortc_adapter import MAX_SOCKET_QUEUE_BYTES
-from media.leg import MediaLeg
+from media.leg import LegSettings, MediaLeg
 from media.relay import Relay, Side
 from tests.e2e.conftest_media import BrowserPeer, close_all, connect, new_leg, wait_for
 
@@ -297,6 +297,12 @@ async def test_a_backlogged_socket_sheds_through_the_drop_path_and_recovers() ->
         flooder.start()
         try:
             await wait_for(lambda: ingress.packets_shed > 5, within=10)
+            # R-M8: the participant stays live (billed) through the flood, for longer than
+            # the silence that would end it (shed media counts as received).
+            until = time.monotonic() + 2 * LegSettings().silence_timeout_s
+            while time.monotonic() < until:
+                assert leg_a.status.is_live, "the participant's media must keep them live"
+                await asyncio.sleep(0.1)
         finally:
             stop.set()
             flooder.join()
@@ -309,6 +315,25 @@ async def test_a_backlogged_socket_sheds_through_the_drop_path_and_recovers() ->
         frames = client.received.video_frames
         await wait_for(lambda: client.received.video_frames > frames + 10, within=10)
         assert not stream.waiting_for_keyframe and not tap.backlogged
+    finally:
+        await close_all(clinician, client, leg_a, leg_b)
+
+
+async def test_shed_media_keeps_the_participant_live_for_the_meter() -> None:
+    # R-M8: a participant whose media arrives is billed, also while the node sheds it.
+    clinician, client, leg_a, leg_b, relay = await start_call(fast_path=True)
+    try:
+        await wait_for(lambda: client.received.video_frames > 5, within=10)
+        ingress: Any = leg_a.ingress("video")
+        codec = next(iter(ingress._codecs.values()))
+        stream = relay.stream(Side.CLINICIAN, "video")
+        dropped = stream.counters.dropped
+        shed_at = time.monotonic()
+        packet = RtpPacket(payload_type=codec.payloadType, ssrc=ingress.media_ssrc)
+        packet.sequence_number, packet.payload = 1, b"\x90\x80\x00shed"
+        ingress.receive_plain(packet.serialize(), shed=True)
+        assert ingress.last_packet_at >= shed_at  # what the meter's liveness reads
+        assert stream.counters.dropped == dropped + 1  # and it went the drop path
     finally:
         await close_all(clinician, client, leg_a, leg_b)
 
