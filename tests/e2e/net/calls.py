@@ -66,20 +66,28 @@ async def open_context(browser: Browser, base_url: str) -> BrowserContext:
     return context
 
 
-# What the clinician's page asked the server and whether each answer came (responseEnd 0:
-# still waiting), as the page's own resource timings record it.
+# What the clinician's page asked the server and got answered, as its own resource timings
+# record it (a request still waiting has no entry yet).
 _REQUESTS_OF_THE_PAGE = """() => performance.getEntriesByType("resource").map(
-    (e) => `${Math.round(e.startTime)} ms +${Math.round(e.duration)} ms `
-        + `${e.responseEnd ? "answered" : "waiting"} ${e.name}`)"""
+    (e) => `${Math.round(e.startTime)} ms +${Math.round(e.duration)} ms ${e.name}`)"""
 
 
-async def print_why_the_clinician_is_not_in_the_waiting_room(clinician: Page) -> None:
-    """Seen once in CI and not reproduced since: the clinician's page stayed at "Starting…"
-    (its Switch to Video unanswered?) while the client joined. Print what the page asked
-    and what the server's request handlers (in this process) are awaiting."""
+async def print_why_the_clinician_is_not_in_the_waiting_room(
+    clinician: Page, console: list[str], errors: list[str]
+) -> None:
+    """Seen twice in CI and not reproduced since: the clinician's page stayed at "Starting…"
+    (its Switch to Video unanswered? its script stopped?) while the client joined. Print
+    the page's uncaught errors and console warnings, what it asked and whether the answers
+    came, and what the server's request handlers (in this process) are awaiting."""
+    print("uncaught errors in the pages:", errors)
+    for line in console:
+        print("  clinician's console:", line)
     print("clinician's screen:", await clinician.locator("body").get_attribute("data-screen"))
-    for line in await clinician.evaluate(_REQUESTS_OF_THE_PAGE):
-        print("  clinician's page:", line)
+    answered = await clinician.evaluate(_REQUESTS_OF_THE_PAGE)
+    for line in answered:
+        print("  clinician's page, answered:", line)
+    if not any("/video/start" in line for line in answered):
+        print("  clinician's Switch to Video: no answer (still waiting, or never asked)")
     for task in asyncio.all_tasks():
         chain = awaiting(task.get_coro())
         if any("/server/" in line for line in chain):
@@ -123,6 +131,15 @@ async def call_over_link(
         client = await client_context.new_page()
         record_errors(clinician, "clinician", errors)
         record_errors(client, "client", errors)
+        console: list[str] = []
+        clinician.on(
+            "console",
+            lambda message: (
+                console.append(f"{message.type}: {message.text}")
+                if message.type in ("error", "warning")
+                else None
+            ),
+        )
         people = People(clinician, client, errors)
         await clinician.goto(server.at(booked.clinician_page), wait_until="domcontentloaded")
         await client_joins_waiting_room(
@@ -131,7 +148,7 @@ async def call_over_link(
         try:
             await admit(people)
         except AssertionError:
-            await print_why_the_clinician_is_not_in_the_waiting_room(clinician)
+            await print_why_the_clinician_is_not_in_the_waiting_room(clinician, console, errors)
             raise
         await both_see_each_other(people)
         call = LinkCall(
