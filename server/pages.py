@@ -35,6 +35,7 @@ from server.wallet.ledger import balance_seconds
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGES_DIR = WEB_DIR / "pages"
 STATIC_DIR = WEB_DIR / "static"
+_STATIC_ROOT = STATIC_DIR.resolve()
 
 # The video minutes dashboard (R-A1): a page of the app for site admins.
 MINUTES_DASHBOARD_PATH = "/admin/minutes"
@@ -356,6 +357,19 @@ async def _favicon(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
+async def _static_file(request: web.Request) -> web.StreamResponse:
+    """A file under web/static/, or 404. (aiohttp's own static route let a file name too
+    long for the file system escape as an OSError, answered 503 as if the database were
+    down.) The name is resolved, symlinks included, and must stay inside the folder."""
+    try:
+        path = (STATIC_DIR / request.match_info["path"]).resolve(strict=True)
+    except (OSError, ValueError, RuntimeError):  # missing, too long, a NUL, a symlink loop
+        raise web.HTTPNotFound() from None
+    if not path.is_relative_to(_STATIC_ROOT) or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
 async def _home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/diary")
 
@@ -377,4 +391,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/settings/templates", _staff_page(renderer, "templates"))
     r.add_get("/settings/users", _staff_page(renderer, "users"))
     r.add_get(MINUTES_DASHBOARD_PATH, _staff_page(renderer, "minutes"))
-    r.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    r.add_get("/static/{path:.+}", _static_file)

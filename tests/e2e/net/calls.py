@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -92,6 +95,13 @@ async def print_why_the_clinician_is_not_in_the_waiting_room(
         chain = awaiting(task.get_coro())
         if any("/server/" in line for line in chain):
             print(f"server task {task.get_name()}, awaiting:", *chain, sep="\n    ")
+    # The threads (aiohttp serves static files through the loop's default executor).
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if frame is not None and thread is not threading.main_thread():
+            stack = traceback.format_stack(frame, limit=6)
+            print(f"thread {thread.name}:", *(line.rstrip() for line in stack), sep="\n")
 
 
 def awaiting(coroutine: object) -> list[str]:

@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -168,6 +169,16 @@ def _free_subnet() -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network]:
     raise RuntimeError("no free 10.99.0.0/16 subnet for a test link")
 
 
+def _wait_for_link_local(show_addresses: list[str], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        shown = run(*show_addresses)
+        if "scope link" in shown and "tentative" not in shown:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no settled IPv6 link-local address: {' '.join(show_addresses)}")
+
+
 @contextmanager
 def participant_link() -> Iterator[Link]:
     """A fresh namespace joined to ours by a veth pair; removed at the end, whatever happens."""
@@ -187,6 +198,13 @@ def participant_link() -> Iterator[Link]:
         link.inside("ip", "-6", "addr", "add", f"{link.peer_ip6}/64", "dev", peer_if, "nodad")
         link.inside("ip", "link", "set", peer_if, "up")
         link.inside("ip", "link", "set", "lo", "up")
+        # The kernel gives each end an IPv6 link-local address once its duplicate address
+        # detection is over, ~2 s after the link is up; that announcement is a network
+        # change to a Chromium already running (on either side), which aborts its requests
+        # in flight (net::ERR_NETWORK_CHANGED: a page's module scripts failed, and it stayed
+        # at "Starting…"). So the link is handed over settled.
+        _wait_for_link_local(["ip", "-6", "addr", "show", "dev", host_if])
+        _wait_for_link_local(link.command("ip", "-6", "addr", "show", "dev", peer_if))
         yield link
     finally:
         link.remove_filters()
