@@ -17,6 +17,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from server.app import create_app
+from server.appkeys import PASSWORDS
 from server.auth import passwords
 from server.config import Config, SmtpConfig
 from server.diary.delivery import SmtpEmailSender
@@ -194,15 +195,18 @@ async def test_every_new_password_is_hashed_in_the_argon2_threads_not_on_the_eve
 
     monkeypatch.setattr(passwords, "hash_password", recording_hash)
     user = practice.user("clinician")
-    # Through a reset link ...
+    # A made-up link costs no hash (a stranger cannot make the node hash for nothing) ...
+    assert await _set_password(client, "made-up-token-" + "x" * 30) == 400
+    assert hashed_on == []
+    # ... a reset link hashes ...
     token = await _forgot(client, smtp_server, user.email)
     assert await _set_password(client, token) == 200
-    # ... through "change my password" ...
+    # ... and so do "change my password" ...
     headers = await login(client, user.email, NEW_PASSWORD)
     changed = {"current_password": NEW_PASSWORD, "new_password": "a-third-passphrase-here"}
     response = await client.post("/api/password/change", json=changed, headers=headers)
     assert response.status == 200, await response.text()
-    # ... and by an admin setting one.
+    # ... and an admin setting one.
     admin = await login_as(client, practice, "site_admin")
     response = await client.patch(
         f"/api/users/{user.id}", json={"password": "set-by-the-admin-now"}, headers=admin
@@ -210,6 +214,30 @@ async def test_every_new_password_is_hashed_in_the_argon2_threads_not_on_the_eve
     assert response.status == 200, await response.text()
     assert len(hashed_on) == 3 and all(name.startswith("argon2") for name in hashed_on), hashed_on
     assert await _login_status(client, user.email, "set-by-the-admin-now") == 200
+
+
+async def test_a_reset_refused_as_busy_changes_nothing_and_the_link_still_works(
+    client: ApiClient,
+    practice: PracticeFixture,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = practice.user("clinician")
+    token = await _forgot(client, smtp_server, user.email)
+    workers = client.app[PASSWORDS]
+
+    async def too_many_waiting(password: str) -> str:
+        raise TimeoutError  # what PasswordWorkers raises when its queue is full
+
+    monkeypatch.setattr(workers, "hash", too_many_waiting)
+    response = await client.post(
+        "/api/password/reset", json={"token": token, "password": NEW_PASSWORD}
+    )
+    assert response.status == 503 and "Retry-After" in response.headers
+    assert await _login_status(client, user.email, PASSWORD) == 200  # unchanged
+    monkeypatch.undo()
+    assert await _set_password(client, token) == 200  # the link was not used up
+    assert await _login_status(client, user.email, NEW_PASSWORD) == 200
 
 
 async def test_unknown_addresses_get_the_same_answer_and_no_email(
