@@ -208,8 +208,14 @@ class Cluster:
             if node._reader is not None:
                 node._reader.cancel()
         if self._nginx is not None:
-            self._nginx.kill()
-            self._nginx.wait()
+            # SIGTERM, nginx's fast stop: the master ends its worker, then itself. (A
+            # SIGKILL of the master left the worker running, orphaned, after every run.)
+            self._nginx.terminate()
+            try:
+                self._nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                self._nginx.kill()
+                self._nginx.wait()
         for proxy in self.redis_proxies.values():
             await proxy.stop()
         self.stop_redis()

@@ -138,6 +138,8 @@ def nginx_main_config(folder: Path, site: Path) -> Path:
     main.write_text(
         f"""user root;
 worker_processes 1;
+# A graceful stop (SIGQUIT) waits for open connections, a call socket's too: not for long.
+worker_shutdown_timeout 2s;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{ worker_connections 256; }}
