@@ -99,7 +99,8 @@ class IngressPort:
             receiver, "_RTCRtpReceiver__remote_streams"
         )
         self._rtx_ssrc: dict[int, int] = _private(receiver, "_RTCRtpReceiver__rtx_ssrc")
-        # Video only: what is missing (aiortc's bookkeeping), and when to ask for it.
+        # Video only (audio is never NACKed): what is missing (aiortc's bookkeeping), and
+        # when to ask for it (read only while `_nack` is set).
         self._nack = FastNackGenerator() if kind == "video" else None
         self._nack_requester = NackRequester()
         # The leg's sender on the same transceiver measures the round trip (RTCP RR).
