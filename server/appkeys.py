@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -19,10 +20,28 @@ from server.keys import Keys
 
 @dataclass
 class NodeHealth:
-    """What /readyz reports besides the database and Redis."""
+    """What /readyz reports besides the database and Redis.
 
-    draining: bool = False
+    ``draining`` is a plain flag to read and set (SIGTERM sets it); ``wait_for_draining``
+    lets a task sleep until it is set, instead of polling it.
+    """
+
     reasons: list[str] = field(default_factory=list)
+    _drain_started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def draining(self) -> bool:
+        return self._drain_started.is_set()
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        if value:
+            self._drain_started.set()
+        else:
+            self._drain_started.clear()
+
+    async def wait_for_draining(self) -> None:
+        await self._drain_started.wait()
 
 
 CONFIG = web.AppKey("config", Config)

@@ -92,9 +92,23 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         server_settings={"statement_timeout": str(round(statement_timeout_seconds * 1000))},
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a pooled connection needs on release beyond asyncpg's own clean-up: nothing.
+
+    asyncpg always rolls back a transaction left open and drops listeners before calling
+    this. Its default reset also runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN
+    *; RESET ALL`` on every release, a round trip for each use of the pool (the meter's
+    flush, every sweep, every request). Nothing here leaves session state on a pooled
+    connection: no session-level ``SET``, ``LISTEN``, session advisory lock (only
+    ``pg_advisory_xact_lock``, released at commit; the migrations' lock is on a connection
+    of their own) or cursor held past its transaction. Keep it that way, or reset it here.
+    """
 
 
 def dsn_with_database(dsn: str, database: str) -> str:

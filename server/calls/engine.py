@@ -55,8 +55,6 @@ from signalling.router import Rooms, RoutedMessage
 
 log = logging.getLogger(__name__)
 
-DRAIN_POLL_SECONDS = 0.1  # how soon after SIGTERM the calls start moving
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -334,8 +332,7 @@ async def _call_engine(app: web.Application) -> AsyncIterator[None]:
     nodes.draining = lambda: health.draining or engine.stopping
 
     async def move_calls_when_draining() -> None:
-        while not health.draining:  # noqa: ASYNC110 - the CLI sets a flag, not an event
-            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        await health.wait_for_draining()
         await engine.move_calls_away()
 
     background = [
