@@ -52,6 +52,10 @@ def wants_ticks(
 def counting_loop_class(base: type[Any]) -> type[Any]:
     """`base` (an event loop class) counting the callbacks scheduled on it."""
 
+    # Bound once: every future callback and task step passes here (no `super()` per call).
+    base_call_soon = base.call_soon
+    base_call_soon_threadsafe = base.call_soon_threadsafe
+
     class CountingLoop(base):  # type: ignore[misc]
         """Counts `call_soon` (and its thread-safe form): the cadence's sign of work."""
 
@@ -59,11 +63,11 @@ def counting_loop_class(base: type[Any]) -> type[Any]:
 
         def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
             self.callbacks_scheduled += 1
-            return super().call_soon(callback, *args, context=context)
+            return base_call_soon(self, callback, *args, context=context)
 
         def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
             self.callbacks_scheduled += 1
-            return super().call_soon_threadsafe(callback, *args, context=context)
+            return base_call_soon_threadsafe(self, callback, *args, context=context)
 
     CountingLoop.__name__ = CountingLoop.__qualname__ = f"Counting{base.__name__}"
     return CountingLoop
