@@ -191,10 +191,14 @@ async def a_busy_loop_is_never_put_to_sleep() -> None:
     # From another process: a thread here would wait for the GIL the hog holds.
     port = transport.get_extra_info("sockname")[1]
     sender = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for at the end
-        [sys.executable, "-c", _SENDER.format(port=port, rate=1000, seconds=1.2)]
+        [sys.executable, "-c", _SENDER.format(port=port, rate=1000, seconds=3)]
     )
     try:
-        await asyncio.sleep(0.35)
+        # The sender's interpreter may take a while to start on a loaded machine: from its
+        # first datagrams on, two rate checks (0.3 s) turn the cadence on.
+        deadline = time.monotonic() + 2.5
+        while not cadence.ticking and time.monotonic() < deadline:  # noqa: ASYNC110 - a flag
+            await asyncio.sleep(0.05)
         assert cadence.ticking
         ticks, paused = cadence.ticks, cadence.paused_s
         await asyncio.sleep(0.3)
